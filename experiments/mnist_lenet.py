@@ -1,0 +1,26 @@
+"""LeNet-5 on MNIST from TFDS (prepare offline with `python -m launch.prepare_data mnist`)."""
+
+from research.config import base_config
+from research.models import default_config
+from research.sweep import axis, product
+
+
+def get_config(arg=None):
+    config = base_config("mnist_lenet")
+    config.data.name = arg or "mnist"
+    config.data.batch_size = 128
+    config.model = default_config("lenet", padding=("SAME", "VALID"))
+    config.optimizer.learning_rate = 2e-3
+    config.optimizer.schedule = "cosine"
+    config.optimizer.warmup_epochs = 0.5
+    config.train.num_epochs = 20
+    return config
+
+
+def sweep():
+    return product(
+        axis("optimizer.learning_rate", [5e-4, 1e-3, 2e-3, 4e-3]),
+        axis("data.batch_size", [64, 128, 256]),
+        axis("train.num_epochs", [10, 20]),
+        axis("seed", [0, 1]),
+    )

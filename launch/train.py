@@ -1,0 +1,40 @@
+"""Train one experiment: `python -m launch.train --config=experiments/NAME.py[:ARG] --workdir=DIR`.
+
+Rerunning the same command on the same workdir resumes; SIGTERM saves and exits 0.
+"""
+
+import pathlib
+
+from absl import flags
+
+from launch import common
+
+flags.DEFINE_string("workdir", None, "Run directory (default: runs/<experiment name>).")
+flags.DEFINE_bool("overwrite", False, "Delete the workdir's run record and start over.")
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str], overrides: dict[str, str]) -> None:
+    if len(argv) > 1:
+        common.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    config = common.load_config(overrides)
+    from research.train.loop import Preempted, train_and_evaluate
+
+    workdir = pathlib.Path(FLAGS.workdir or f"runs/{config.name}")
+    try:
+        summary = train_and_evaluate(config, workdir, overwrite=FLAGS.overwrite)
+    except Preempted as preempted:
+        print(preempted, flush=True)
+        return
+    best, test = summary["best"], summary["test"]
+    target = summary["target"]["metric"]
+    print(
+        f"{config.name}: best val {target} {best['val'][target]:.4f} at epoch {best['epoch']}; "
+        f"test {target} {test[target]:.4f}; {summary['examples_per_sec']:,.0f} examples/s; "
+        f"run record in {workdir}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    common.run(main)

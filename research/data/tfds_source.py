@@ -1,0 +1,69 @@
+"""TFDS datasets by name, read once into numpy; TensorFlow is imported only on this path.
+
+Image datasets up to CIFAR size fit in host memory, which makes the batch at any step a cheap
+index into arrays (see research.data.train_batch) instead of a replayed stream.
+"""
+
+import os
+
+import ml_collections
+import numpy as np
+
+from research.data import Arrays, Dataset, carve_validation, image_info
+from research.errors import UserError
+
+
+def import_tfds():
+    """Imports TFDS with TensorFlow kept quiet and off every accelerator."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    tf.config.set_visible_devices([], "GPU")  # TFDS must never take accelerator memory.
+    return tfds
+
+
+def builder(name: str, data_dir: str | None):
+    tfds = import_tfds()
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise UserError(
+            f"data.name={name!r} is neither an embedded dataset (digits) nor a TFDS dataset. "
+            "Pass a TFDS name such as mnist, fashion_mnist or cifar10 "
+            "(see tfds.list_builders()) or an embedded name."
+        ) from None
+
+
+def _read_split(dataset_builder, split: str) -> Arrays:
+    tfds = import_tfds()
+    chunks = list(tfds.as_numpy(dataset_builder.as_dataset(split=split).batch(10_000)))
+    return {
+        "image": np.concatenate([c["image"] for c in chunks]),
+        "label": np.concatenate([c["label"] for c in chunks]).astype(np.int32),
+    }
+
+
+def load(config: ml_collections.ConfigDict) -> Dataset:
+    """Loads train and test of TFDS `config.name`; validation is carved from train.
+
+    Downloads only when `config.download` is set, so an offline machine fails at once with
+    the command that prepares the data from files on disk.
+    """
+    dataset_builder = builder(config.name, config.tfds_data_dir)
+    try:
+        splits = {split: _read_split(dataset_builder, split) for split in ("train", "test")}
+    except AssertionError:  # TFDS's way of saying the dataset is not prepared.
+        if not config.download:
+            raise UserError(
+                f"TFDS dataset {config.name!r} is not prepared in {dataset_builder.data_dir!r}. "
+                f"Prepare it from the official files on disk with `python -m launch.prepare_data "
+                f"{config.name} --from=DIR`, point --config.data.tfds_data_dir at a prepared "
+                f"copy, or let TFDS download it with --config.data.download=true."
+            ) from None
+        dataset_builder.download_and_prepare()
+        splits = {split: _read_split(dataset_builder, split) for split in ("train", "test")}
+    train, val = carve_validation(splits["train"], config.validation_fraction)
+    num_classes = dataset_builder.info.features["label"].num_classes
+    info = image_info(train, num_classes)
+    return Dataset({"train": train, "val": val, "test": splits["test"]}, info)

@@ -1,0 +1,45 @@
+"""LeNet-5 after LeCun et al. (1998): conv 5x5 -> pool -> conv 5x5 -> pool -> dense -> dense -> out.
+
+The softmax of the paper's output is applied by the loss; this module returns logits.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from research.models import register
+from research.models.mlp import ACTIVATIONS
+
+
+@register("lenet")
+class LeNet5(nn.Module):
+    """C1 (6 maps) -> S2 -> C3 (16 maps) -> S4 -> F5 (120) -> F6 (84) -> output.
+
+    On 28x28 MNIST the first conv pads to keep 28x28 (the paper's 32x32 input) and the second
+    is valid, giving 5x5x16 = 400 features; `padding="SAME"` for both fits tiny 8x8 digits.
+    `pool` is "max" (modern) or "avg" (the paper's subsampling).
+    """
+
+    num_classes: int = 10
+    features: tuple[int, int] = (6, 16)
+    dense_sizes: tuple[int, int] = (120, 84)
+    padding: tuple[str, str] = ("SAME", "VALID")
+    pool: str = "max"
+    activation: str = "relu"
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        f = ACTIVATIONS[self.activation]
+        pool = nn.max_pool if self.pool == "max" else nn.avg_pool
+        x = images.astype(self.dtype)
+        for features, padding in zip(self.features, self.padding, strict=True):
+            x = f(nn.Conv(features, (5, 5), padding=padding, dtype=self.dtype)(x))
+            x = pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        for width in self.dense_sizes:
+            x = f(nn.Dense(width, dtype=self.dtype)(x))
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)

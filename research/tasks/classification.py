@@ -1,0 +1,103 @@
+"""Image classification: per-channel normalisation on the device, cross-entropy or squared loss.
+
+Pure functions of arrays only; the training loop owns every side effect.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from research.errors import UserError
+from research.tasks import Batch, weights
+
+LOSSES = ("cross_entropy", "squared")
+AUGMENTATIONS = ("none", "crop", "crop_flip")
+
+
+def random_crop(images: jnp.ndarray, key: jax.Array, padding: int) -> jnp.ndarray:
+    """Pads each image by `padding` pixels and crops it back to size at a random offset."""
+    height, width = images.shape[1:3]
+    padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * padding + 1)
+
+    def crop(image, offset):
+        return jax.lax.dynamic_slice(
+            image, (offset[0], offset[1], 0), (height, width, image.shape[-1])
+        )
+
+    return jax.vmap(crop)(padded, offsets)
+
+
+def random_flip(images: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
+    """Mirrors each image left-right with probability 1/2."""
+    flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
+    return jnp.where(flip, images[:, :, ::-1], images)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageClassification:
+    """Labels [batch] int32 against logits [batch, classes]; metric sums weighted by the mask.
+
+    `loss="squared"` is the lecture's J = 1/2 sum_k (t_k - z_k)^2 with z = sigmoid(logits)
+    and t the one-hot target.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+    loss: str = "cross_entropy"
+    label_smoothing: float = 0.0
+    augment: str = "none"
+    crop_padding: int = 4
+    target: str = "accuracy"
+    mode: str = "max"
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, info: dict[str, Any]):
+        if config.loss not in LOSSES:
+            raise UserError(f"task.loss={config.loss!r} is unknown; use one of {LOSSES}.")
+        if config.augment not in AUGMENTATIONS:
+            raise UserError(
+                f"task.augment={config.augment!r} is unknown; use one of {AUGMENTATIONS}."
+            )
+        return cls(
+            mean=tuple(info["mean"]),
+            std=tuple(info["std"]),
+            num_classes=info["num_classes"],
+            loss=config.loss,
+            label_smoothing=config.label_smoothing,
+            augment=config.augment,
+            crop_padding=config.crop_padding,
+        )
+
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> jnp.ndarray:
+        """images: [batch, height, width, channels] uint8 -> normalised float32.
+
+        Training batches are augmented here, on the device, with keys derived from the step.
+        """
+        images = batch["image"]
+        if train and self.augment != "none":
+            crop_key, flip_key = jax.random.split(key)
+            images = random_crop(images, crop_key, self.crop_padding)
+            if self.augment == "crop_flip":
+                images = random_flip(images, flip_key)
+        images = images.astype(jnp.float32)
+        return (images - jnp.asarray(self.mean)) / jnp.asarray(self.std)
+
+    def loss_and_metrics(self, logits: jnp.ndarray, batch: Batch) -> tuple[jnp.ndarray, Batch]:
+        labels = batch["label"]
+        targets = jax.nn.one_hot(labels, self.num_classes)
+        if self.loss == "squared":
+            per_example = 0.5 * jnp.sum((targets - jax.nn.sigmoid(logits)) ** 2, axis=-1)
+        else:
+            smoothed = optax.smooth_labels(targets, self.label_smoothing)
+            per_example = optax.softmax_cross_entropy(logits, smoothed)
+        w = weights(batch, labels)
+        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+        count = jnp.sum(w)
+        loss = jnp.sum(per_example * w) / jnp.maximum(count, 1.0)
+        return loss, {"loss": loss * count, "accuracy": jnp.sum(correct * w), "count": count}

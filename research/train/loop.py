@@ -1,0 +1,323 @@
+"""The one training loop: every task and model runs through `train_and_evaluate(config, workdir)`.
+
+Side effects live here (data loading, checkpoints, the run record, progress); the compiled
+steps it calls are pure. A run is resumable at any checkpoint because the batch at a step is a
+function of (seed, epoch, step) and the loop's own counters travel in the checkpoint.
+"""
+
+import contextlib
+import json
+import pathlib
+import shutil
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from research import config as config_lib
+from research import data as data_lib
+from research.errors import UserError
+from research.models import DATA_FIELDS, build_model
+from research.tasks import build_task
+from research.train import records, sharding
+from research.train.checkpoint import Checkpointer
+from research.train.optim import make_optimizer
+from research.train.steps import create_state, make_eval_step, make_train_step
+
+RECORD_FILES = ("config.json", "metrics.jsonl", "summary.json", "learning_curves.png")
+RECORD_DIRS = ("checkpoints", "tensorboard")
+
+
+class Preempted(Exception):
+    """Raised after SIGTERM once the state is saved; the entry point exits 0."""
+
+    def __init__(self, step: int):
+        super().__init__(f"preempted at step {step}; rerun to resume")
+        self.step = step
+
+
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, overwrite: bool):
+    """Creates the workdir and config.json; refuses a config that differs from the saved one."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write_probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"The workdir {str(workdir)!r} cannot be written ({error.strerror}). "
+            "Pass --workdir=DIR with a directory you can write to."
+        ) from None
+    saved = workdir / "config.json"
+    if overwrite:
+        for name in RECORD_FILES:
+            (workdir / name).unlink(missing_ok=True)
+        for name in RECORD_DIRS:
+            shutil.rmtree(workdir / name, ignore_errors=True)
+    elif saved.exists():
+        diff = config_lib.differences(json.loads(saved.read_text()), config)
+        if diff:
+            lines = "; ".join(
+                f"{k}: {old!r} in the workdir, {new!r} now" for k, (old, new) in diff.items()
+            )
+            raise UserError(
+                f"The workdir {str(workdir)!r} holds a run with a different config ({lines}). "
+                "Resuming it with this config would mix two experiments. Use a new --workdir, "
+                "rerun with the saved config, or pass --overwrite to start over in this workdir."
+            )
+    if jax.process_index() == 0:
+        records.write_json(saved, json.loads(config_lib.to_json(config)))
+
+
+def _model_kwargs(config: ml_collections.ConfigDict, info: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in config.items()}
+    kwargs.pop("name")
+    for field in DATA_FIELDS:
+        if field in info:
+            kwargs.setdefault(field, info[field])
+    return kwargs
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+def _averages(sums: dict[str, Any]) -> dict[str, float]:
+    sums = jax.device_get(sums)
+    count = float(sums["count"])
+    return {k: float(v) / count for k, v in sums.items() if k != "count"}
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+    """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
+    flag = {"set": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: flag.update(set=True))
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, overwrite: bool = False
+) -> dict[str, Any]:
+    """Trains, validates every epoch, tests the best checkpoint; returns summary.json's dict."""
+    start_time = time.time()
+    workdir = pathlib.Path(workdir)
+    prepare_workdir(config, workdir, overwrite)
+    is_main = jax.process_index() == 0
+
+    dataset = data_lib.load(config.data)
+    task = build_task(config.task, dataset.info)
+    model = build_model(config.model.name, **_model_kwargs(config.model, dataset.info))
+    mesh = sharding.make_mesh(config.mesh)
+    batch_size, eval_batch_size = config.data.batch_size, config.data.eval_batch_size
+    sharding.check_batch_size(batch_size, mesh, "data.batch_size")
+    sharding.check_batch_size(eval_batch_size, mesh, "data.eval_batch_size")
+    process = (jax.process_index(), jax.process_count())
+
+    steps_per_epoch = dataset.size("train") // batch_size
+    total_steps = config.train.num_epochs * steps_per_epoch
+    init_key, step_key = jax.random.split(jax.random.key(config.seed))
+    tx = make_optimizer(config.optimizer, steps_per_epoch, config.train.num_epochs)
+    example = task.model_inputs(
+        jax.tree.map(jnp.asarray, data_lib.train_batch(dataset, config.seed, 0, 0, 1)),
+        init_key,
+        train=False,
+    )
+    replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    state = jax.jit(lambda key: create_state(model, tx, example, key), out_shardings=replicated)(
+        init_key
+    )
+    train_step = jax.jit(
+        make_train_step(task, step_key),
+        in_shardings=(replicated, batch_sharding),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(
+        make_eval_step(task), in_shardings=(replicated, batch_sharding), out_shardings=replicated
+    )
+
+    def batch_at(epoch: int, step: int):
+        rows = data_lib.train_batch(dataset, config.seed, epoch, step, batch_size, process)
+        return sharding.global_batch(rows, mesh)
+
+    def evaluate(state, split: str) -> dict[str, float]:
+        sums = None
+        for rows in data_lib.eval_batches(dataset, split, eval_batch_size, process):
+            metrics = eval_step(state, sharding.global_batch(rows, mesh))
+            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+        return _averages(sums)
+
+    checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
+    restored = checkpointer.restore_latest(state)
+    if restored is None:
+        meta = {
+            "epoch_sums": None,
+            "best": None,
+            "bad_epochs": 0,
+            "stopped": False,
+            "wall_time": 0.0,
+            "train_time": 0.0,
+            "trained_examples": 0,
+            "compile_time": 0.0,
+        }
+    else:
+        state, meta = restored
+    start_step = int(jax.device_get(state.step))
+    log = records.MetricsLog(workdir, start_step) if is_main else None
+
+    compile_start = time.time()
+    train_step = train_step.lower(state, batch_at(0, 0)).compile()
+    meta["compile_time"] += time.time() - compile_start
+    segment_start = time.time()
+
+    def wall_time() -> float:
+        return meta["wall_time"] + time.time() - segment_start
+
+    sums = meta["epoch_sums"] and jax.tree.map(jnp.float32, meta["epoch_sums"])
+    epoch_start, epoch_first_step = time.time(), start_step
+    every = config.train.checkpoint_every_steps
+    progress = _progress(total_steps, start_step)
+    status = "early_stopped" if meta["stopped"] else "finished"
+    with _sigterm_flag() as sigterm:
+        for step in range(start_step, total_steps):
+            if meta["stopped"]:
+                break
+            epoch, index = divmod(step, steps_per_epoch)
+            state, metrics = train_step(state, batch_at(epoch, index))
+            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+            progress.update(1)
+            if index == steps_per_epoch - 1:
+                train_metrics = _averages(sums)
+                seconds = time.time() - epoch_start
+                examples = (step + 1 - epoch_first_step) * batch_size
+                meta["train_time"] += seconds
+                meta["trained_examples"] += examples
+                val_metrics = evaluate(state, "val")
+                improved = _better(
+                    val_metrics[task.target],
+                    meta["best"] and meta["best"]["val"][task.target],
+                    task.mode,
+                )
+                if improved:
+                    meta["best"] = {"epoch": epoch + 1, "step": step + 1, "val": val_metrics}
+                    meta["bad_epochs"] = 0
+                else:
+                    meta["bad_epochs"] += 1
+                patience = config.train.patience
+                meta["stopped"] = bool(patience) and meta["bad_epochs"] >= patience
+                lr = float(jax.device_get(state.opt_state.hyperparams["learning_rate"]))
+                common = {"step": step + 1, "epoch": epoch + 1}
+                if log:
+                    log.write(
+                        {
+                            **common,
+                            "split": "train",
+                            **train_metrics,
+                            "learning_rate": lr,
+                            "examples_per_sec": examples / seconds,
+                            "wall_time": wall_time(),
+                        }
+                    )
+                    log.write({**common, "split": "val", **val_metrics, "wall_time": wall_time()})
+                progress.epoch(
+                    epoch + 1,
+                    config.train.num_epochs,
+                    train_metrics,
+                    val_metrics,
+                    examples / seconds,
+                )
+                sums = None
+                meta.update(epoch_sums=None, wall_time=wall_time())
+                segment_start = time.time()
+                checkpointer.save(state, meta, best=improved)
+                epoch_start, epoch_first_step = time.time(), step + 1
+            elif (every and (step + 1) % every == 0) or sigterm["set"]:
+                meta.update(epoch_sums=jax.device_get(sums), wall_time=wall_time())
+                segment_start = time.time()
+                checkpointer.save(state, meta)
+            if sigterm["set"]:
+                checkpointer.wait()
+                progress.close()
+                raise Preempted(step + 1)
+        status = "early_stopped" if meta["stopped"] else "finished"
+    progress.close()
+    checkpointer.wait()
+
+    best_state, best_meta = checkpointer.restore_best(state)
+    test_metrics = evaluate(best_state, "test")
+    summary = {
+        "experiment": config.name,
+        "status": status,
+        "seed": config.seed,
+        "steps": int(jax.device_get(state.step)),
+        "epochs": int(jax.device_get(state.step)) // steps_per_epoch,
+        "target": {"metric": task.target, "mode": task.mode},
+        "best": best_meta["best"],
+        "test": test_metrics,
+        "examples_per_sec": meta["trained_examples"] / max(meta["train_time"], 1e-9),
+        "compile_time_s": meta["compile_time"],
+        "wall_time_s": meta["wall_time"] + time.time() - segment_start,
+        "startup_s": segment_start - start_time,
+        "devices": mesh.shape["data"],
+        "batch_size": batch_size,
+        "versions": records.versions(),
+        "git_commit": records.git_commit(),
+    }
+    if log:
+        best = best_meta["best"]
+        log.write(
+            {
+                "step": best["step"],
+                "epoch": best["epoch"],
+                "split": "test",
+                **test_metrics,
+                "wall_time": summary["wall_time_s"],
+            }
+        )
+        log.close()
+        records.write_json(workdir / "summary.json", summary)
+        records.plot_learning_curves(workdir, task.target, best["epoch"])
+    checkpointer.close()
+    return summary
+
+
+class _progress:
+    """A tqdm bar with rate and ETA on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, total: int, initial: int):
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        if self.bar:
+            self.bar.update(n)
+
+    def epoch(self, epoch, num_epochs, train, val, rate) -> None:
+        text = (
+            f"epoch {epoch}/{num_epochs}  train loss {train['loss']:.4f}  "
+            + "  ".join(f"val {k} {v:.4f}" for k, v in val.items())
+            + f"  {rate:,.0f} examples/s"
+        )
+        if self.bar:
+            self.bar.set_postfix_str(text.split("  ", 1)[1])
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()

@@ -1,0 +1,98 @@
+"""The run record every tool reads: config.json, metrics.jsonl, summary.json, curves, TensorBoard.
+
+Only the loop's process 0 writes it. metrics.jsonl is cut back to the checkpoint on resume, so
+a resumed run's record equals an uninterrupted one.
+"""
+
+import json
+import pathlib
+import platform
+import subprocess
+from typing import Any
+
+TIMING_FIELDS = ("examples_per_sec", "wall_time")
+
+
+class MetricsLog:
+    """Appends one JSON object per line to metrics.jsonl and mirrors scalars to TensorBoard."""
+
+    def __init__(self, workdir: pathlib.Path, resume_step: int):
+        self.path = workdir / "metrics.jsonl"
+        kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        from tensorboardX import SummaryWriter
+
+        self.tensorboard = SummaryWriter(str(workdir / "tensorboard"), purge_step=resume_step + 1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for name, value in record.items():
+            if name not in ("step", "epoch", "split") and isinstance(value, int | float):
+                self.tensorboard.add_scalar(f"{record['split']}/{name}", value, record["step"])
+        self.tensorboard.flush()
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
+def read_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
+    """Records of metrics.jsonl; a half-written last line (killed mid-write) is dropped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+def plot_learning_curves(workdir: pathlib.Path, target: str, best_epoch: int | None) -> None:
+    """learning_curves.png: train and validation loss and target metric per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(workdir / "metrics.jsonl")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", target), strict=True):
+        for split in ("train", "val"):
+            points = [(r["epoch"], r[metric]) for r in records if r["split"] == split]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker=".", label=split)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="gray", linestyle="--", label=f"best (epoch {best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(workdir / "learning_curves.png", dpi=100)
+    plt.close(fig)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    packages = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
+    return {"python": platform.python_version(), **{p: version(p) for p in packages}}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
+    """Writes atomically (temp file, then rename), so readers never see half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
