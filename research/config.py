@@ -5,6 +5,7 @@ unknown key or a wrong type is the same clear `UserError` everywhere, before any
 """
 
 import ast
+import difflib
 import importlib.util
 import json
 import pathlib
@@ -101,24 +102,31 @@ def has_key(config: ml_collections.ConfigDict, dotted: str) -> bool:
     return True
 
 
-def _parse_value(text: str, current: Any) -> Any:
-    """Parses a command-line string into the type of the field it replaces."""
-    if isinstance(current, bool):
+def _parse_value(text: str, field_type: type) -> Any:
+    """Parses a command-line string into the declared type of the field it replaces."""
+    if field_type is str:
+        return text
+    if field_type is bool:
         if text.lower() in ("true", "1", "yes"):
             return True
         if text.lower() in ("false", "0", "no"):
             return False
         raise ValueError(f"expected true or false, got {text!r}")
-    if isinstance(current, str):
-        return text
-    if current is None:
-        try:
-            return ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return text
-    value = ast.literal_eval(text)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if field_type is type(None):
+            return text  # An untyped optional field takes a bare word as a string.
+        raise ValueError(f"{text!r} is not a Python literal") from None
+    return value
+
+
+def _check_type(value: Any, field_type: type) -> Any:
+    """Refuses what ConfigDict would silently coerce, such as True for a learning rate."""
+    if field_type in (int, float) and isinstance(value, bool):
+        raise TypeError(f"expected a {field_type.__name__}, got a bool")
+    if field_type is float and isinstance(value, int):
+        return float(value)
     return value
 
 
@@ -136,21 +144,24 @@ def override(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None
     if isinstance(current, ml_collections.ConfigDict):
         fields = ", ".join(f"{dotted}.{key}" for key in current)
         raise UserError(f"Config key {dotted!r} is a group; set one of its fields: {fields}.")
+    field_type = node.get_type(leaf)
     try:
-        if isinstance(value, str) and not isinstance(current, str):
-            value = _parse_value(value, current)
-        node[leaf] = value
-    except (ValueError, TypeError, SyntaxError) as error:
+        if isinstance(value, str):
+            value = _parse_value(value, field_type)
+        node[leaf] = _check_type(value, field_type)
+    except (ValueError, TypeError) as error:
         raise UserError(
             f"Config key {dotted!r} got {value!r}, which is not a valid "
-            f"{type(current).__name__} (the default is {current!r}): {error}. "
+            f"{field_type.__name__} (the default is {current!r}): {error}. "
             f"Pass a value of that type, e.g. --config.{dotted}={current!r}."
         ) from None
 
 
 def _unknown_key(config: ml_collections.ConfigDict, prefix: str, dotted: str) -> UserError:
     siblings = sorted(flatten(config))
-    close = [key for key in siblings if key.split(".")[-1] == dotted.split(".")[-1]]
+    leaf = dotted.split(".")[-1]
+    close = [key for key in siblings if key.split(".")[-1] == leaf]
+    close += difflib.get_close_matches(dotted, siblings, n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return UserError(
         f"Unknown config key {dotted!r} (no field {prefix!r} in this experiment's config).{hint} "

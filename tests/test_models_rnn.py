@@ -1,6 +1,8 @@
 """Recurrent models: cell equations, scan vs a Python loop, masking, bidirectionality, training
 and sampling."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,8 +132,7 @@ def test_scan_over_time_equals_python_loop_of_the_cell(cell_type):
     x = jnp.asarray(np.random.default_rng(0).normal(size=(batch, time, features)), jnp.float32)
     mask = jnp.ones((batch, time), bool)
     layer = Recurrent(cell_type, hidden)
-    variables = layer.init(jax.random.key(0), x, mask)
-    final, outputs = layer.apply(variables, x, mask)
+    (final, outputs), variables = jax.jit(layer.init_with_output)(jax.random.key(0), x, mask)
 
     cell = {"rnn": RNNCell, "lstm": LSTMCell}[cell_type](hidden)
     cell_vars = {"params": variables["params"]["cell"]}
@@ -149,11 +150,10 @@ def test_padding_keeps_the_state_so_classifier_output_ignores_it():
         cell="lstm", bidirectional=True, num_classes=3,
     )  # fmt: skip
     tokens = padded_tokens(lengths, 6, vocab)
-    variables = model.init(jax.random.key(0), tokens)
-    logits = model.apply(variables, tokens)
+    logits, variables = jax.jit(model.init_with_output)(jax.random.key(0), tokens)
     more_pad = jnp.pad(tokens, ((0, 0), (0, 4)))
-    np.testing.assert_allclose(model.apply(variables, more_pad), logits, atol=1e-5)
-    alone = model.apply(variables, tokens[1:2, : lengths[1]])  # no padding at all
+    np.testing.assert_allclose(jax.jit(model.apply)(variables, more_pad), logits, atol=1e-5)
+    alone = jax.jit(model.apply)(variables, tokens[1:2, : lengths[1]])  # no padding at all
     np.testing.assert_allclose(alone[0], logits[1], atol=1e-5)
 
 
@@ -161,8 +161,7 @@ def test_final_state_is_the_state_at_the_last_real_token():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 3)), jnp.float32)
     mask = jnp.asarray([[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]], bool)
     layer = Recurrent("lstm", 4)
-    variables = layer.init(jax.random.key(0), x, mask)
-    final, outputs = layer.apply(variables, x, mask)
+    (final, outputs), variables = jax.jit(layer.init_with_output)(jax.random.key(0), x, mask)
     np.testing.assert_allclose(final, outputs[jnp.arange(2), jnp.asarray([3, 1])], atol=1e-6)
     np.testing.assert_array_equal(outputs[~mask], 0)
 
@@ -172,34 +171,34 @@ def test_bidirectional_doubles_features_and_backward_reads_reversed():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(batch, time, features)), jnp.float32)
     mask = jnp.ones((batch, time), bool)
     layer = Bidirectional("lstm", hidden)
-    variables = layer.init(jax.random.key(0), x, mask)
-    final, outputs = layer.apply(variables, x, mask)
+    (final, outputs), variables = jax.jit(layer.init_with_output)(jax.random.key(0), x, mask)
     assert final.shape == (batch, 2 * hidden) and outputs.shape == (batch, time, 2 * hidden)
 
     forward = Recurrent("lstm", hidden)
-    fwd_final, fwd_out = forward.apply({"params": variables["params"]["forward"]}, x, mask)
+    fwd_final, fwd_out = jax.jit(forward.apply)({"params": variables["params"]["forward"]}, x, mask)
     np.testing.assert_allclose(outputs[..., :hidden], fwd_out, atol=1e-6)
     np.testing.assert_allclose(final[:, :hidden], fwd_final, atol=1e-6)
     bwd_params = {"params": variables["params"]["backward"]}
-    rev_final, rev_out = forward.apply(bwd_params, x[:, ::-1], mask)
+    rev_final, rev_out = jax.jit(forward.apply)(bwd_params, x[:, ::-1], mask)
     np.testing.assert_allclose(outputs[..., hidden:], rev_out[:, ::-1], atol=1e-5)
     np.testing.assert_allclose(final[:, hidden:], rev_final, atol=1e-5)
 
 
-def small_lm(cell: str = "lstm", **kwargs):
+def small_lm(cell: str = "lstm", num_layers: int = 1, **kwargs):
     return build_model(
-        "rnn_lm", vocab_size=12, embed_dim=8, hidden_size=16, num_layers=2, cell=cell, **kwargs
-    )
+        "rnn_lm", vocab_size=12, embed_dim=8, hidden_size=16, num_layers=num_layers, cell=cell,
+        **kwargs,
+    )  # fmt: skip
 
 
 def test_step_reproduces_the_scanned_logits():
-    model = small_lm()
-    tokens = padded_tokens([6, 6], 6, 12)
-    variables = model.init(jax.random.key(0), tokens)
-    logits = model.apply(variables, tokens)
+    model = small_lm(num_layers=2)
+    tokens = padded_tokens([6, 3], 6, 12)  # pad steps must match too
+    logits, variables = jax.jit(model.init_with_output)(jax.random.key(0), tokens)
     carry = model.apply(variables, 2, method=model.initial_carry)
+    step = jax.jit(functools.partial(model.apply, variables, method=model.step))
     for t in range(tokens.shape[1]):
-        carry, step_logits = model.apply(variables, carry, tokens[:, t], method=model.step)
+        carry, step_logits = step(carry, tokens[:, t])
         np.testing.assert_allclose(step_logits, logits[:, t], atol=1e-5)
 
 
@@ -210,9 +209,10 @@ def test_adam_steps_lower_the_loss_on_a_copy_task(cell):
     sequences = jnp.asarray(np.tile(rng.integers(1, 12, (16, 3)), 5), jnp.int32)
     inputs, targets = sequences[:, :-1], sequences[:, 1:]
     model = small_lm(cell)
-    params = model.init(jax.random.key(0), inputs)["params"]
-    optimizer = optax.adam(1e-2)
+    params = jax.jit(model.init)(jax.random.key(0), inputs)["params"]
+    optimizer = optax.adam(2e-2)
 
+    @jax.jit
     def loss_fn(params):
         logits = model.apply({"params": params}, inputs)
         return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
@@ -233,9 +233,8 @@ def test_adam_steps_lower_the_loss_on_a_copy_task(cell):
 def test_dropout_draws_from_the_dropout_rng_only_in_training():
     model = small_lm(dropout_rate=0.5)
     tokens = padded_tokens([6, 4], 6, 12)
-    variables = model.init(jax.random.key(0), tokens)
+    eval_logits, variables = jax.jit(model.init_with_output)(jax.random.key(0), tokens)
     apply = jax.jit(model.apply, static_argnames="train")
-    eval_logits = apply(variables, tokens)
     np.testing.assert_array_equal(apply(variables, tokens, train=False), eval_logits)
     train = lambda seed: apply(
         variables, tokens, train=True, rngs={"dropout": jax.random.key(seed)}
@@ -248,11 +247,10 @@ def test_dropout_draws_from_the_dropout_rng_only_in_training():
 def test_bfloat16_compute_keeps_float32_params_and_logits():
     model = small_lm(dtype=jnp.bfloat16)
     tokens = padded_tokens([6, 4], 6, 12)
-    variables = model.init(jax.random.key(0), tokens)
+    logits, variables = jax.jit(model.init_with_output)(jax.random.key(0), tokens)
     assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    logits = model.apply(variables, tokens)
     assert logits.dtype == jnp.float32
-    reference = small_lm().apply(variables, tokens)
+    reference = jax.jit(small_lm().apply)(variables, tokens)
     np.testing.assert_allclose(logits, reference, atol=0.1)
 
 
@@ -264,7 +262,7 @@ def test_unknown_cell_is_a_user_error():
 def test_sample_is_reproducible_and_greedy_at_low_temperature():
     model = small_lm()
     prompt = jnp.asarray([3, 1, 4], jnp.int32)
-    params = model.init(jax.random.key(0), prompt[None])["params"]
+    params = jax.jit(model.init)(jax.random.key(0), prompt[None])["params"]
     draw = lambda key, temperature=1.0: sample(model, params, prompt, 20, temperature, key)
 
     tokens = draw(jax.random.key(1))

@@ -28,8 +28,11 @@ def padded_tokens(lengths: list[int], time: int, seed: int = 0) -> jax.Array:
     return jnp.asarray(tokens, jnp.int32)
 
 
+def dense(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out  # kernel and bias
+
+
 def encoder_params() -> int:
-    dense = lambda n_in, n_out: n_in * n_out + n_out
     block = (
         2 * EMBED  # attention LayerNorm
         + 4 * dense(EMBED, EMBED)  # query, key, value, output projections
@@ -42,15 +45,15 @@ def encoder_params() -> int:
 
 @pytest.mark.parametrize(
     "name, extra, head_params, logits_shape",
-    [
-        ("bert_mlm", {}, EMBED * EMBED + EMBED + 2 * EMBED + EMBED * VOCAB + VOCAB, (3, 7, VOCAB)),
+    [  # masked LM: transform, its LayerNorm, output; classifier: pooler, head
+        ("bert_mlm", {}, dense(EMBED, EMBED) + 2 * EMBED + dense(EMBED, VOCAB), (3, 7, VOCAB)),
         (
             "transformer_classifier",
             {"num_classes": 4},
-            EMBED * EMBED + EMBED + EMBED * 4 + 4,
+            dense(EMBED, EMBED) + dense(EMBED, 4),
             (3, 4),
         ),
-        ("transformer_lm", {}, EMBED * VOCAB + VOCAB, (3, 7, VOCAB)),
+        ("transformer_lm", {}, dense(EMBED, VOCAB), (3, 7, VOCAB)),
     ],
 )
 def test_heads_shapes_and_parameter_counts(name, extra, head_params, logits_shape):
@@ -101,9 +104,9 @@ def test_attention_matches_numpy_reference():
 def test_causal_mask_hides_future_tokens():
     model = build_model("transformer_lm", **SMALL)
     tokens = padded_tokens([8, 8], 8)
-    variables = model.init(jax.random.key(0), tokens)
-    logits = model.apply(variables, tokens)
-    changed = model.apply(variables, tokens.at[:, 5].set(tokens[:, 5] % (VOCAB - 1) + 1))
+    logits, variables = model.init_with_output(jax.random.key(0), tokens)
+    future = tokens.at[:, 5].set(tokens[:, 5] % (VOCAB - 1) + 1)
+    changed = model.apply(variables, future)
     np.testing.assert_allclose(changed[:, :5], logits[:, :5], atol=1e-5)
     assert not np.allclose(changed[:, 5:], logits[:, 5:], atol=1e-3)
 
@@ -111,8 +114,7 @@ def test_causal_mask_hides_future_tokens():
 def test_pad_embedding_does_not_reach_real_positions():
     model = build_model("bert_mlm", **SMALL)
     tokens = padded_tokens([7, 4, 2], 7)
-    variables = model.init(jax.random.key(0), tokens)
-    logits = model.apply(variables, tokens)
+    logits, variables = model.init_with_output(jax.random.key(0), tokens)
     params = jax.tree.map(lambda a: a, variables["params"])  # a copy to edit
     table = params["encoder"]["token_embed"]["embedding"]
     new_pad = jax.random.normal(jax.random.key(1), (EMBED,))  # not a constant: LN removes that
@@ -127,10 +129,10 @@ def test_pad_embedding_does_not_reach_real_positions():
 def test_attention_weights_are_distributions_over_allowed_keys(name):
     model = build_model(name, **SMALL)
     tokens = padded_tokens([6, 3], 6)
-    variables = model.init(jax.random.key(0), tokens)
-    _, state = model.apply(variables, tokens, mutable="intermediates")
+    mutable = ["params", "intermediates"]  # the sown weights come back, too
+    variables = model.init(jax.random.key(0), tokens, mutable=mutable)
     for i in range(LAYERS):
-        (weights,) = state["intermediates"]["encoder"][f"blocks_{i}"]["attention"]["attention"]
+        (weights,) = variables["intermediates"]["encoder"][f"blocks_{i}"]["attention"]["attention"]
         assert weights.shape == (2, HEADS, 6, 6)  # [batch, heads, query, key]
         np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
         pad_keys = np.broadcast_to(np.asarray(tokens == 0)[:, None, None, :], weights.shape)
@@ -148,13 +150,10 @@ def test_longer_than_max_len_is_rejected():
 def test_dropout_draws_from_the_dropout_rng_only_in_training():
     model = build_model("transformer_classifier", **{**SMALL, "dropout_rate": 0.5})
     tokens = padded_tokens([7, 4], 7)
-    variables = model.init(jax.random.key(0), tokens)
-    apply = jax.jit(model.apply, static_argnames="train")
-    eval_logits = apply(variables, tokens)
-    np.testing.assert_array_equal(apply(variables, tokens, train=False), eval_logits)
-    train = lambda seed: apply(
-        variables, tokens, train=True, rngs={"dropout": jax.random.key(seed)}
-    )
+    eval_logits, variables = model.init_with_output(jax.random.key(0), tokens)
+    np.testing.assert_array_equal(model.apply(variables, tokens, train=False), eval_logits)
+    rngs = lambda seed: {"dropout": jax.random.key(seed)}
+    train = lambda seed: model.apply(variables, tokens, train=True, rngs=rngs(seed))
     np.testing.assert_array_equal(train(1), train(1))
     assert not np.allclose(train(1), train(2))
 
@@ -162,9 +161,8 @@ def test_dropout_draws_from_the_dropout_rng_only_in_training():
 def test_bfloat16_compute_keeps_float32_params_and_logits():
     model = build_model("transformer_lm", **SMALL, dtype=jnp.bfloat16)
     tokens = padded_tokens([7, 4], 7)
-    variables = model.init(jax.random.key(0), tokens)
+    logits, variables = model.init_with_output(jax.random.key(0), tokens)
     assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    logits = model.apply(variables, tokens)
     assert logits.dtype == jnp.float32
     reference = build_model("transformer_lm", **SMALL).apply(variables, tokens)
     np.testing.assert_allclose(logits, reference, atol=0.1)

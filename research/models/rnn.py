@@ -128,7 +128,6 @@ class Recurrent(nn.Module):
         Returns the final hidden state [batch, hidden] (after the last real step, or the first
         one when `reverse`) and the per-step outputs [batch, time, hidden], zero at padded steps.
         """
-
         scan = nn.scan(
             lambda cell, carry, step_inputs: masked_step(cell, carry, *step_inputs),
             variable_broadcast="params",

@@ -84,7 +84,13 @@ def _model_kwargs(config: ml_collections.ConfigDict, info: dict[str, Any]) -> di
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value > best if mode == "max" else value < best)
+    """Ties count as better: a later epoch with the same score has trained longer."""
+    return best is None or (value >= best if mode == "max" else value <= best)
+
+
+def _to_floats(sums: dict[str, Any]) -> dict[str, float]:
+    """Device scalars as JSON floats (float32 values survive the round trip exactly)."""
+    return {k: float(v) for k, v in jax.device_get(sums).items()}
 
 
 def _averages(sums: dict[str, Any]) -> dict[str, float]:
@@ -205,16 +211,15 @@ def train_and_evaluate(
                 meta["train_time"] += seconds
                 meta["trained_examples"] += examples
                 val_metrics = evaluate(state, "val")
-                improved = _better(
-                    val_metrics[task.target],
-                    meta["best"] and meta["best"]["val"][task.target],
-                    task.mode,
-                )
+                best_value = meta["best"] and meta["best"]["val"][task.target]
+                value = val_metrics[task.target]
+                improved = _better(value, best_value, task.mode)
                 if improved:
                     meta["best"] = {"epoch": epoch + 1, "step": step + 1, "val": val_metrics}
-                    meta["bad_epochs"] = 0
-                else:
-                    meta["bad_epochs"] += 1
+                # Patience counts epochs without strict improvement; a tie is not progress.
+                meta["bad_epochs"] = (
+                    0 if improved and value != best_value else meta["bad_epochs"] + 1
+                )
                 patience = config.train.patience
                 meta["stopped"] = bool(patience) and meta["bad_epochs"] >= patience
                 lr = float(jax.device_get(state.opt_state.hyperparams["learning_rate"]))
@@ -244,7 +249,7 @@ def train_and_evaluate(
                 checkpointer.save(state, meta, best=improved)
                 epoch_start, epoch_first_step = time.time(), step + 1
             elif (every and (step + 1) % every == 0) or sigterm["set"]:
-                meta.update(epoch_sums=jax.device_get(sums), wall_time=wall_time())
+                meta.update(epoch_sums=_to_floats(sums), wall_time=wall_time())
                 segment_start = time.time()
                 checkpointer.save(state, meta)
             if sigterm["set"]:

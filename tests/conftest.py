@@ -1,0 +1,53 @@
+"""Shared fixtures: small configs of the real experiments, and a helper to run entry points."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from absl import logging
+
+from research import config as config_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TIMING_FIELDS = ("examples_per_sec", "wall_time")
+
+logging.set_verbosity(logging.WARNING)
+
+
+@pytest.fixture
+def make_config():
+    """Returns config(experiment="digits_mlp", **dotted_overrides), small enough for seconds."""
+
+    def make(experiment: str = "digits_mlp", **overrides):
+        config = config_lib.load(str(ROOT / "experiments" / f"{experiment}.py"))
+        small = {"train.num_epochs": 2, "data.batch_size": 64}
+        if experiment == "digits_mlp":
+            small["model.hidden_sizes"] = (16,)
+        config.unlock()
+        config_lib.apply_overrides(config, {**small, **overrides})
+        config.lock()
+        return config
+
+    return make
+
+
+def run_module(module: str, *args: str, timeout: int = 300, env: dict | None = None, **kwargs):
+    """Runs `python -m module args` from the repository root; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+def metrics_without_timing(workdir: pathlib.Path) -> list[dict]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]

@@ -1,0 +1,109 @@
+"""The training loop in-process: one step learns, the run record, seeds, early stopping, TFDS."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from conftest import metrics_without_timing
+
+from research import data as data_lib
+from research.errors import UserError
+from research.models import build_model
+from research.tasks import build_task
+from research.train.loop import _model_kwargs, train_and_evaluate
+from research.train.optim import make_optimizer
+from research.train.steps import create_state, make_eval_step, make_train_step
+
+TRAIN_SIZE = 1294  # digits: 1797 - 359 test - 144 validation
+
+
+def test_one_step_lowers_the_loss_on_its_batch(make_config):
+    config = make_config("digits_lenet", **{"optimizer.learning_rate": 1e-2})
+    dataset = data_lib.load(config.data)
+    task = build_task(config.task, dataset.info)
+    model = build_model(config.model.name, **_model_kwargs(config.model, dataset.info))
+    batch = jax.tree.map(jnp.asarray, data_lib.train_batch(dataset, 0, 0, 0, 64))
+    key = jax.random.key(0)
+    state = create_state(
+        model, make_optimizer(config.optimizer, 10, 1), task.model_inputs(batch, key, False), key
+    )
+    evaluate = jax.jit(make_eval_step(task))
+    before = evaluate(state, batch)
+    state, _ = jax.jit(make_train_step(task, key))(state, batch)
+    after = evaluate(state, batch)
+    assert after["loss"] < 0.97 * before["loss"]
+
+
+def test_run_record_has_every_file_and_consistent_numbers(make_config, tmp_path):
+    summary = train_and_evaluate(make_config(**{"train.num_epochs": 3}), tmp_path)
+    for name in ("config.json", "metrics.jsonl", "summary.json", "learning_curves.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["split"] for r in records] == ["train", "val"] * 3 + ["test"]
+    val = [r for r in records if r["split"] == "val"]
+    best = max(reversed(val), key=lambda r: r["accuracy"])  # Ties go to the later epoch.
+    assert summary["best"]["epoch"] == best["epoch"]
+    assert summary["best"]["val"]["accuracy"] == best["accuracy"]
+    assert records[-1]["step"] == summary["best"]["step"]
+    assert summary["test"]["accuracy"] == records[-1]["accuracy"]
+    assert summary["steps"] == 3 * (TRAIN_SIZE // 64) and summary["status"] == "finished"
+    assert summary["examples_per_sec"] > 0 and summary["wall_time_s"] > 0
+    assert {"jax", "flax", "optax", "orbax-checkpoint", "python"} <= summary["versions"].keys()
+    wall = [r["wall_time"] for r in records]
+    assert wall == sorted(wall)
+    assert json.loads((tmp_path / "summary.json").read_text())["seed"] == 0
+
+
+def test_training_improves_accuracy_well_above_chance(make_config, tmp_path):
+    config = make_config(**{"train.num_epochs": 4, "optimizer.learning_rate": 1e-2})
+    summary = train_and_evaluate(config, tmp_path)
+    assert summary["test"]["accuracy"] > 0.85
+
+
+def test_same_seed_same_numbers_and_different_seed_different(make_config, tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train_and_evaluate(make_config(seed=seed), tmp_path / name)
+    a, b, c = (metrics_without_timing(tmp_path / name) for name in "abc")
+    assert a == b
+    assert [r["loss"] for r in a] != [r["loss"] for r in c]
+
+
+def test_a_different_config_in_the_same_workdir_is_refused(make_config, tmp_path):
+    train_and_evaluate(make_config(), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(
+        UserError, match=r"optimizer\.learning_rate: 0\.003 in the workdir, 0\.1 now"
+    ):
+        train_and_evaluate(make_config(**{"optimizer.learning_rate": 0.1}), tmp_path)
+    assert before == {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    summary = train_and_evaluate(
+        make_config(**{"optimizer.learning_rate": 0.1}), tmp_path, overwrite=True
+    )
+    assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["learning_rate"] == 0.1
+    assert summary["steps"] == 2 * (TRAIN_SIZE // 64)
+
+
+def test_early_stopping_stops_after_patience_and_tests_the_best_epoch(make_config, tmp_path):
+    # With a zero learning rate nothing improves after epoch 1, so patience 2 stops at epoch 3;
+    # the tied epochs 1-3 keep the latest as best.
+    config = make_config(
+        **{"optimizer.learning_rate": 0.0, "train.num_epochs": 6, "train.patience": 2}
+    )
+    summary = train_and_evaluate(config, tmp_path)
+    assert summary["status"] == "early_stopped"
+    assert summary["epochs"] == 3 and summary["best"]["epoch"] == 3
+    rerun = train_and_evaluate(config, tmp_path)
+    assert rerun["steps"] == summary["steps"] and rerun["test"] == summary["test"]
+
+
+def test_mnist_lenet_experiment_runs_on_mock_tfds_data(make_config, tmp_path):
+    config = make_config("mnist_lenet", **{"train.num_epochs": 1, "data.batch_size": 16})
+    with tfds.testing.mock_data(num_examples=96):
+        summary = train_and_evaluate(config, tmp_path)
+    # 96 mock examples, 10% carved for validation: 86 train -> 5 steps of 16.
+    assert summary["steps"] == 5
+    assert np.isfinite(summary["test"]["loss"])
