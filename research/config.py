@@ -29,6 +29,7 @@ def base_config(name: str) -> ml_collections.ConfigDict:
             "init_from": placeholder(str),
             "data": {
                 "name": "digits",
+                "path": placeholder(str),
                 "batch_size": 128,
                 "eval_batch_size": 512,
                 "validation_fraction": 0.1,

@@ -49,12 +49,18 @@ def image_info(train: Arrays, num_classes: int) -> dict[str, Any]:
     }
 
 
-def load(config: ml_collections.ConfigDict) -> Dataset:
-    """Loads the dataset named by `config.name` (embedded names first, then TFDS)."""
-    from research.data import embedded
+SOURCE_MODULES = ("embedded", "text", "image_folder")
 
-    if config.name in embedded.LOADERS:
-        dataset = embedded.LOADERS[config.name](config)
+
+def load(config: ml_collections.ConfigDict) -> Dataset:
+    """Loads `config.name`: a source module's `LOADERS` entry first, else a TFDS dataset."""
+    import importlib
+
+    for module in SOURCE_MODULES:
+        loaders = importlib.import_module(f"research.data.{module}").LOADERS
+        if config.name in loaders:
+            dataset = loaders[config.name](config)
+            break
     else:
         from research.data import tfds_source
 

@@ -31,10 +31,16 @@ def weights(batch: Batch, labels: jnp.ndarray) -> jnp.ndarray:
     return batch.get("mask", jnp.ones(labels.shape[0], jnp.float32))
 
 
-def build_task(config: ml_collections.ConfigDict, info: dict[str, Any]) -> Task:
-    from research.tasks import classification
+TASK_MODULES = ("classification", "language")
 
-    builders = {"classification": classification.ImageClassification.from_config}
+
+def build_task(config: ml_collections.ConfigDict, info: dict[str, Any]) -> Task:
+    """Builds `config.name` from the first task module whose `TASKS` has it."""
+    import importlib
+
+    builders = {}
+    for module in TASK_MODULES:
+        builders.update(importlib.import_module(f"research.tasks.{module}").TASKS)
     if config.name not in builders:
         raise UserError(
             f"Unknown task {config.name!r} in task.name; known tasks: {', '.join(builders)}."

@@ -101,3 +101,6 @@ class ImageClassification:
         count = jnp.sum(w)
         loss = jnp.sum(per_example * w) / jnp.maximum(count, 1.0)
         return loss, {"loss": loss * count, "accuracy": jnp.sum(correct * w), "count": count}
+
+
+TASKS = {"classification": ImageClassification.from_config}

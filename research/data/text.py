@@ -1,0 +1,3 @@
+"""Placeholder until this data source lands."""
+
+LOADERS = {}
