@@ -10,6 +10,9 @@ def get_config(arg=None):
     config.data.name = arg or "mnist"
     config.data.batch_size = 128
     config.model = default_config("lenet", padding=("SAME", "VALID"))
+    # Random 2-pixel shifts, like the distortions with which LeCun et al. reach 0.8% error.
+    config.task.augment = "crop"
+    config.task.crop_padding = 2
     config.optimizer.learning_rate = 2e-3
     config.optimizer.schedule = "cosine"
     config.optimizer.warmup_epochs = 0.5

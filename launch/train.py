@@ -11,6 +11,27 @@ from launch import common
 
 flags.DEFINE_string("workdir", None, "Run directory (default: runs/<experiment name>).")
 flags.DEFINE_bool("overwrite", False, "Delete the workdir's run record and start over.")
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "HOST:PORT of process 0 in a multi-process run, with --num_processes and --process_id. "
+    "Not needed on SLURM (srun, several tasks) or Cloud TPU VMs, which are detected.",
+)
+flags.DEFINE_integer("num_processes", None, "Number of processes in the run.")
+flags.DEFINE_integer("process_id", None, "This process's index, 0 to num_processes - 1.")
+flags.DEFINE_integer(
+    "distributed_timeout", 600, "Seconds to wait for every process to join the run."
+)
+flags.DEFINE_integer(
+    "heartbeat_timeout",
+    100,
+    "Seconds of silence after which a process counts as dead and the others abort.",
+)
+flags.DEFINE_bool(
+    "deterministic_gpu",
+    False,
+    "Deterministic GPU reductions (--xla_gpu_deterministic_ops), for bitwise reruns; slower.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -18,6 +39,17 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     if len(argv) > 1:
         common.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     config = common.load_config(overrides)
+    from research.train import distributed
+
+    if FLAGS.deterministic_gpu:
+        distributed.request_deterministic_gpu()
+    distributed.initialize(
+        FLAGS.coordinator_address,
+        FLAGS.num_processes,
+        FLAGS.process_id,
+        FLAGS.distributed_timeout,
+        FLAGS.heartbeat_timeout,
+    )
     from research.train.loop import Preempted, train_and_evaluate
 
     workdir = pathlib.Path(FLAGS.workdir or f"runs/{config.name}")

@@ -61,7 +61,10 @@ def base_config(name: str) -> ml_collections.ConfigDict:
                 "checkpoint_every_steps": 0,
                 "keep_checkpoints": 2,
             },
-            "mesh": {"data": -1},
+            # Batch split over data x fsdp devices; with fsdp > 1 every state leaf of at least
+            # fsdp_min_size elements is sharded along its largest dimension divisible by fsdp,
+            # except leaves whose path ("params/Dense_0/kernel") matches a `replicate` regex.
+            "mesh": {"data": -1, "fsdp": 1, "fsdp_min_size": 1024, "replicate": ()},
         }
     )
 

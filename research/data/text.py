@@ -1,3 +1,260 @@
-"""Placeholder until this data source lands."""
+"""Sequence datasets: token windows for language models, padded labelled text for classifiers,
+and images read row by row. Host-side numpy only; TensorFlow is imported only for TFDS sources.
 
-LOADERS = {}
+Language-model rows are `tokens` [n, seq_len + 1] int32; classifier rows are `tokens`
+[n, seq_len] int32 starting with [CLS], and `label` [n] int32. Pad id 0 fills both.
+"""
+
+import json
+import pathlib
+from typing import Any
+
+import ml_collections
+import numpy as np
+from ml_collections.config_dict import placeholder
+
+from research.data import Arrays, Dataset, carve_validation, embedded, vocab
+from research.errors import UserError
+
+SPLITS = ("train", "val", "test")
+
+
+def text_fields(seq_len: int, tokenizer: str = "char", vocab_size: int = 8000) -> dict[str, Any]:
+    """The data config keys these loaders read; experiments add them with `config.data.update`.
+
+    vocab_size is WordPiece's target size; vocab_path (a run's vocab.json) reuses a vocabulary,
+    as fine-tuning must; val_path and test_path give a labelled file's official other splits.
+    """
+    return {
+        "seq_len": seq_len,
+        "tokenizer": tokenizer,
+        "vocab_size": vocab_size,
+        "vocab_path": placeholder(str),
+        "val_path": placeholder(str),
+        "test_path": placeholder(str),
+    }
+
+
+def positional_split(text: str) -> dict[str, str]:
+    """First 90% train, next 5% validation, last 5% test, by position (no shuffling of text)."""
+    first, second = int(len(text) * 0.9), int(len(text) * 0.95)
+    return {"train": text[:first], "val": text[first:second], "test": text[second:]}
+
+
+def windows(ids: np.ndarray, seq_len: int) -> np.ndarray:
+    """ids [n] -> tokens [ceil((n - 1) / seq_len), seq_len + 1] int32, padded with 0 at the end.
+
+    Window i is ids[i * seq_len : (i + 1) * seq_len + 1]: consecutive windows share one token, so
+    the next-token targets (tokens[:, 1:]) tile ids[1:] exactly once.
+    """
+    count = max(-(-(len(ids) - 1) // seq_len), 1)
+    padded = np.zeros(count * seq_len + 1, np.int32)
+    padded[: len(ids)] = ids
+    return padded[np.arange(count)[:, None] * seq_len + np.arange(seq_len + 1)]
+
+
+def _read_text(path: str | None, key: str) -> str:
+    if not path:
+        raise UserError(f"This dataset reads a local file: pass --config.{key}=FILE.")
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise UserError(f"{key}={path!r} is not a file. Pass the path of an existing UTF-8 file.")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{key}={path!r} is not UTF-8 (byte {error.start}: {error.reason}). "
+            "Convert it, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`."
+        ) from None
+
+
+def _vocabulary(config: ml_collections.ConfigDict, train_texts: list[str]) -> vocab.Vocabulary:
+    """The run's vocabulary: read from `vocab_path`, else fitted to the training text only."""
+    if config.vocab_path:
+        return vocab.from_json(json.loads(_read_text(config.vocab_path, "data.vocab_path")))
+    return vocab.build(config.tokenizer, train_texts, config.vocab_size)
+
+
+def language_dataset(config: ml_collections.ConfigDict, texts: dict[str, str]) -> Dataset:
+    """Texts of train/val/test -> windows of `config.seq_len + 1` tokens (see `windows`)."""
+    vocabulary = _vocabulary(config, [texts["train"]])
+    splits = {s: {"tokens": windows(vocabulary.encode(texts[s]), config.seq_len)} for s in SPLITS}
+    return Dataset(splits, vocab.info(vocabulary))
+
+
+def labelled_dataset(
+    config: ml_collections.ConfigDict, examples: dict[str, Arrays], num_classes: int
+) -> Dataset:
+    """examples: split -> {"text": [n] str, "label": [n] int} -> [CLS] + tokens, cut to seq_len."""
+    vocabulary = _vocabulary(config, list(examples["train"]["text"]))
+    info = vocab.info(vocabulary)
+
+    def rows(texts: np.ndarray) -> np.ndarray:
+        tokens = np.zeros((len(texts), config.seq_len), np.int32)
+        tokens[:, 0] = info["cls_id"]
+        for row, ids in zip(tokens, vocabulary.encode_batch(list(texts)), strict=True):
+            ids = ids[: config.seq_len - 1]
+            row[1 : 1 + len(ids)] = ids
+        return tokens
+
+    splits = {
+        s: {"tokens": rows(a["text"]), "label": a["label"].astype(np.int32)}
+        for s, a in examples.items()
+    }
+    return Dataset(splits, {**info, "num_classes": num_classes})
+
+
+def read_labelled(path: str, key: str = "data.path") -> Arrays:
+    """A file of lines `<label> <text>`, or a TSV whose header names `sentence` and `label`.
+
+    Returns {"text": [n] object, "label": [n] int32}; a bad line is a UserError naming the file
+    and line number. Blank lines are skipped.
+    """
+    lines = _read_text(path, key).split("\n")
+    header = lines[0].split("\t")
+    tsv = "sentence" in header and "label" in header
+    texts, labels = [], []
+    for number, line in enumerate(lines[1:] if tsv else lines, start=2 if tsv else 1):
+        if not line.strip():
+            continue
+        if tsv:
+            fields = line.split("\t")
+            ok = len(fields) == len(header)
+            named = dict(zip(header, fields, strict=False))
+            label, text = named.get("label", ""), named.get("sentence", "")
+        else:
+            label, _, text = line.partition(" ")
+            ok = bool(text.strip())
+        if not (ok and label.strip().isdigit()):
+            expected = f"{len(header)} tab-separated fields" if tsv else "'<label> <text>'"
+            raise UserError(
+                f"{path}, line {number}: expected {expected} with a non-negative integer label, "
+                f"got {line[:80]!r}. Fix or remove that line."
+            )
+        texts.append(text.strip())
+        labels.append(int(label))
+    if not texts:
+        raise UserError(f"{path} holds no labelled lines.")
+    return {"text": np.array(texts, dtype=object), "label": np.array(labels, np.int32)}
+
+
+def _tfds_arrays(config: ml_collections.ConfigDict, name: str, splits: dict[str, str]) -> dict:
+    """Reads whole TFDS splits as numpy ({ours: {feature: array}}) from `splits` {ours: theirs}."""
+    from research.data.tfds_source import builder, import_tfds
+
+    tfds = import_tfds()
+    dataset_builder = builder(name, config.tfds_data_dir)
+
+    def read_split(split: str) -> Arrays:
+        chunks = list(tfds.as_numpy(dataset_builder.as_dataset(split=split).batch(10_000)))
+        return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+
+    def read() -> dict:
+        return {ours: read_split(theirs) for ours, theirs in splits.items()}
+
+    try:
+        return read()
+    except AssertionError:  # TFDS's way of saying the dataset is not prepared.
+        if not config.download:
+            raise UserError(
+                f"TFDS dataset {name!r} is not prepared in {dataset_builder.data_dir!r}. Prepare "
+                f"it with `python -m launch.prepare_data {name} --from=DIR`, point "
+                "--config.data.tfds_data_dir at a prepared copy, or pass "
+                "--config.data.download=true."
+            ) from None
+        dataset_builder.download_and_prepare()
+        return read()
+
+
+def _decode(strings: np.ndarray) -> np.ndarray:
+    return np.array([s.decode("utf-8") for s in strings], dtype=object)
+
+
+def python_docs(config: ml_collections.ConfigDict) -> Dataset:
+    """The offline default: Python's own English documentation (pydoc_data, ~465k characters)."""
+    from pydoc_data.topics import topics
+
+    return language_dataset(config, positional_split("\n\n".join(map(topics.get, sorted(topics)))))
+
+
+def text_file(config: ml_collections.ConfigDict) -> Dataset:
+    """Any UTF-8 file at `data.path`, split 90/5/5 by position."""
+    return language_dataset(config, positional_split(_read_text(config.path, "data.path")))
+
+
+def tiny_shakespeare(config: ml_collections.ConfigDict) -> Dataset:
+    """TFDS `tiny_shakespeare` with its own train/validation/test texts."""
+    arrays = _tfds_arrays(
+        config, "tiny_shakespeare", {"train": "train", "val": "validation", "test": "test"}
+    )
+    return language_dataset(config, {s: "\n".join(_decode(a["text"])) for s, a in arrays.items()})
+
+
+def _tfds_labelled(config: ml_collections.ConfigDict, name: str, text_key: str, test: str):
+    """A TFDS text-classification set; validation is carved from train by a fixed permutation."""
+    arrays = _tfds_arrays(config, name, {"train": "train", "test": test})
+    examples = {s: {"text": _decode(a[text_key]), "label": a["label"]} for s, a in arrays.items()}
+    train, val = carve_validation(examples["train"], config.validation_fraction)
+    num_classes = int(examples["train"]["label"].max()) + 1
+    examples = {"train": train, "val": val, "test": examples["test"]}
+    return labelled_dataset(config, examples, num_classes)
+
+
+def imdb_reviews(config: ml_collections.ConfigDict) -> Dataset:
+    return _tfds_labelled(config, "imdb_reviews", "text", test="test")
+
+
+def glue_sst2(config: ml_collections.ConfigDict) -> Dataset:
+    """GLUE's test labels are hidden, so its validation split serves as our test split."""
+    return _tfds_labelled(config, "glue/sst2", "sentence", test="validation")
+
+
+def labelled_text(config: ml_collections.ConfigDict) -> Dataset:
+    """`data.path` (+ optional `val_path`, `test_path`); missing splits are carved from train."""
+    train = read_labelled(config.path)
+    if config.test_path:
+        test = read_labelled(config.test_path, "data.test_path")
+    else:
+        train, test = carve_validation(train, 0.1, seed=1)
+    if config.val_path:
+        val = read_labelled(config.val_path, "data.val_path")
+    else:
+        train, val = carve_validation(train, config.validation_fraction)
+    examples = {"train": train, "val": val, "test": test}
+    num_classes = max(int(a["label"].max()) for a in examples.values()) + 1
+    return labelled_dataset(config, examples, num_classes)
+
+
+def as_rows(dataset: Dataset) -> Dataset:
+    """Images [n, height, width, 1] as sequences of `height` rows of `width` features.
+
+    The one-channel mean and std still apply, so the classification task normalises them.
+    """
+    splits = {s: {**a, "image": a["image"][..., 0]} for s, a in dataset.splits.items()}
+    return Dataset(splits, {**dataset.info, "input_shape": dataset.info["input_shape"][:2]})
+
+
+def digits_rows(config: ml_collections.ConfigDict) -> Dataset:
+    """scikit-learn's digits (the embedded split) read as 8 rows of 8 pixels."""
+    return as_rows(embedded.digits(config))
+
+
+def mnist_rows(config: ml_collections.ConfigDict) -> Dataset:
+    """TFDS `mnist` read as 28 rows of 28 pixels: the sequential-MNIST task."""
+    from research.data import tfds_source
+
+    mnist = ml_collections.ConfigDict(config.to_dict())
+    mnist.name = "mnist"
+    return as_rows(tfds_source.load(mnist))
+
+
+LOADERS = {
+    "python_docs": python_docs,
+    "text_file": text_file,
+    "tiny_shakespeare": tiny_shakespeare,
+    "labelled_text": labelled_text,
+    "imdb_reviews": imdb_reviews,
+    "glue/sst2": glue_sst2,
+    "digits_rows": digits_rows,
+    "mnist_rows": mnist_rows,
+}

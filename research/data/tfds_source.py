@@ -35,9 +35,28 @@ def builder(name: str, data_dir: str | None):
         ) from None
 
 
-def _read_split(dataset_builder, split: str) -> Arrays:
+# Where a dataset's test labels are withheld, its validation split serves as the test split.
+TEST_SPLITS = {"imagenet2012": "validation"}
+
+
+def _square(example: dict, size: int) -> dict:
+    """Resizes the shorter side to `size` and center-crops: variable-size images (ImageNet)
+    become one uint8 array; random-resized crops are then cut on the device."""
+    import tensorflow as tf
+
+    image = example["image"]
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    resized = tf.image.resize(image, tf.cast(shape * size / tf.reduce_min(shape), tf.int32))
+    image = tf.image.resize_with_crop_or_pad(resized, size, size)
+    return {**example, "image": tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)}
+
+
+def _read_split(dataset_builder, split: str, image_size: int | None = None) -> Arrays:
     tfds = import_tfds()
-    chunks = list(tfds.as_numpy(dataset_builder.as_dataset(split=split).batch(10_000)))
+    dataset = dataset_builder.as_dataset(split=split)
+    if image_size:
+        dataset = dataset.map(lambda example: _square(example, image_size), num_parallel_calls=-1)
+    chunks = list(tfds.as_numpy(dataset.batch(10_000)))
     return {
         "image": np.concatenate([c["image"] for c in chunks]),
         "label": np.concatenate([c["label"] for c in chunks]).astype(np.int32),
@@ -51,8 +70,10 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     the command that prepares the data from files on disk.
     """
     dataset_builder = builder(config.name, config.tfds_data_dir)
+    size = config.get("image_size")  # set by experiments on variable-size images (ImageNet)
+    names = {"train": "train", "test": TEST_SPLITS.get(config.name, "test")}
     try:
-        splits = {split: _read_split(dataset_builder, split) for split in ("train", "test")}
+        splits = {split: _read_split(dataset_builder, name, size) for split, name in names.items()}
     except AssertionError:  # TFDS's way of saying the dataset is not prepared.
         if not config.download:
             raise UserError(
@@ -62,7 +83,7 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
                 f"copy, or let TFDS download it with --config.data.download=true."
             ) from None
         dataset_builder.download_and_prepare()
-        splits = {split: _read_split(dataset_builder, split) for split in ("train", "test")}
+        splits = {split: _read_split(dataset_builder, name, size) for split, name in names.items()}
     train, val = carve_validation(splits["train"], config.validation_fraction)
     num_classes = dataset_builder.info.features["label"].num_classes
     info = image_info(train, num_classes)

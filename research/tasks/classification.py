@@ -15,7 +15,7 @@ from research.errors import UserError
 from research.tasks import Batch, weights
 
 LOSSES = ("cross_entropy", "squared")
-AUGMENTATIONS = ("none", "crop", "crop_flip")
+AUGMENTATIONS = ("none", "crop", "crop_flip", "resized_crop_flip")
 
 
 def random_crop(images: jnp.ndarray, key: jax.Array, padding: int) -> jnp.ndarray:
@@ -30,6 +30,38 @@ def random_crop(images: jnp.ndarray, key: jax.Array, padding: int) -> jnp.ndarra
         )
 
     return jax.vmap(crop)(padded, offsets)
+
+
+def random_resized_crop(
+    images: jnp.ndarray,
+    key: jax.Array,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> jnp.ndarray:
+    """Inception-style crops (Szegedy et al. 2015): a random area fraction in `scale` and
+    aspect ratio in `ratio`, resized bilinearly back to the input size; float32 out.
+
+    Crops that would overflow the image are clipped to it, instead of torchvision's retries.
+    """
+    height, width = images.shape[1:3]
+    area_key, ratio_key, y_key, x_key = jax.random.split(key, 4)
+    n = images.shape[0]
+    area = jax.random.uniform(area_key, (n,), minval=scale[0], maxval=scale[1]) * height * width
+    log_ratio = jax.random.uniform(
+        ratio_key, (n,), minval=jnp.log(ratio[0]), maxval=jnp.log(ratio[1])
+    )
+    crop_h = jnp.clip(jnp.sqrt(area / jnp.exp(log_ratio)), 1.0, height)
+    crop_w = jnp.clip(jnp.sqrt(area * jnp.exp(log_ratio)), 1.0, width)
+    top = jax.random.uniform(y_key, (n,)) * (height - crop_h)
+    left = jax.random.uniform(x_key, (n,)) * (width - crop_w)
+
+    def resize(image, top, left, crop_h, crop_w):
+        scale_hw = jnp.stack([height / crop_h, width / crop_w])
+        return jax.image.scale_and_translate(
+            image, image.shape, (0, 1), scale_hw, -jnp.stack([top, left]) * scale_hw, "linear"
+        )
+
+    return jax.vmap(resize)(images.astype(jnp.float32), top, left, crop_h, crop_w)
 
 
 def random_flip(images: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
@@ -82,8 +114,11 @@ class ImageClassification:
         images = batch["image"]
         if train and self.augment != "none":
             crop_key, flip_key = jax.random.split(key)
-            images = random_crop(images, crop_key, self.crop_padding)
-            if self.augment == "crop_flip":
+            if self.augment == "resized_crop_flip":
+                images = random_resized_crop(images, crop_key)
+            else:
+                images = random_crop(images, crop_key, self.crop_padding)
+            if self.augment.endswith("flip"):
                 images = random_flip(images, flip_key)
         images = images.astype(jnp.float32)
         return (images - jnp.asarray(self.mean)) / jnp.asarray(self.std)

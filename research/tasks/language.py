@@ -1,3 +1,159 @@
-"""Placeholder until the language tasks land."""
+"""Language tasks: character LM (next token), BERT masked-LM, and text classification.
 
-TASKS = {}
+Pure functions of arrays only; pad tokens (id 0) and the eval batch's padding rows never count.
+"""
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from research.errors import UserError
+from research.tasks import Batch, weights
+from research.tasks.classification import LOSSES, ImageClassification
+
+MASK_RATE, MASK_TOKEN_SHARE, RANDOM_TOKEN_SHARE = 0.15, 0.8, 0.1
+
+
+def token_weights(batch: Batch, tokens: jnp.ndarray) -> jnp.ndarray:
+    """[batch, time] float: 1 on real tokens of real rows, 0 on pad tokens and padding rows."""
+    return (tokens != 0) * weights(batch, tokens)[:, None]
+
+
+def token_metrics(
+    logits: jnp.ndarray, targets: jnp.ndarray, w: jnp.ndarray
+) -> tuple[jnp.ndarray, Batch]:
+    """Cross-entropy of logits [batch, time, vocab] against targets [batch, time], weighted by w."""
+    per_token = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    count = jnp.sum(w)
+    loss_sum = jnp.sum(per_token * w)
+    correct = jnp.sum((jnp.argmax(logits, -1) == targets) * w)
+    return loss_sum / jnp.maximum(count, 1.0), {
+        "loss": loss_sum,
+        "accuracy": correct,
+        "count": count,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class CharLM:
+    """Next-token prediction on tokens [batch, seq_len + 1]: inputs [:, :-1], targets [:, 1:].
+
+    Metrics are per target token: loss in nats and bits_per_char = loss / ln 2.
+    """
+
+    target: str = "bits_per_char"
+    mode: str = "min"
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, info: dict[str, Any]) -> "CharLM":
+        del config, info
+        return cls()
+
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> jnp.ndarray:
+        del key, train
+        return batch["tokens"][:, :-1]
+
+    def loss_and_metrics(self, logits: jnp.ndarray, batch: Batch) -> tuple[jnp.ndarray, Batch]:
+        targets = batch["tokens"][:, 1:]
+        loss, sums = token_metrics(logits, targets, token_weights(batch, targets))
+        return loss, {**sums, "bits_per_char": sums["loss"] / math.log(2)}
+
+
+def mask_tokens(
+    tokens: jnp.ndarray, key: jax.Array, num_special: int, mask_id: int, vocab_size: int
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """BERT's corruption of tokens [batch, time] -> (inputs, selected [batch, time] bool).
+
+    Each non-special token (pad and the other specials are never chosen) is selected with
+    probability 15%; a selected token becomes [MASK] (80%), a random non-special token (10%),
+    or stays itself (10%).
+    """
+    select_key, action_key, random_key = jax.random.split(key, 3)
+    selected = (tokens >= num_special) & (jax.random.uniform(select_key, tokens.shape) < MASK_RATE)
+    action = jax.random.uniform(action_key, tokens.shape)
+    random_tokens = jax.random.randint(random_key, tokens.shape, num_special, vocab_size)
+    kept_or_random = jnp.where(
+        action < MASK_TOKEN_SHARE + RANDOM_TOKEN_SHARE, random_tokens, tokens
+    )
+    replaced = jnp.where(action < MASK_TOKEN_SHARE, mask_id, kept_or_random)
+    return jnp.where(selected, replaced, tokens).astype(tokens.dtype), selected
+
+
+def batch_key(tokens: jnp.ndarray) -> jax.Array:
+    """A key that is a fingerprint of the batch's tokens (a position-weighted sum mod 2^32)."""
+    positions = jnp.arange(tokens.size, dtype=jnp.uint32).reshape(tokens.shape)
+    digest = jnp.sum(tokens.astype(jnp.uint32) * (positions * jnp.uint32(2654435761) + 1))
+    return jax.random.fold_in(jax.random.key(0), digest)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedLM:
+    """BERT's masked-LM on `tokens` [batch, time]; loss and accuracy over the selected tokens.
+
+    The loss sees only (logits, batch), never the step key, so the masking key is a fingerprint
+    of the batch (`batch_key`) and model_inputs and the loss both recompute the same masking
+    from it. Each epoch groups the rows differently, so the masks still change every epoch
+    (dynamic masking, as in RoBERTa), and the validation masks stay fixed across epochs.
+    """
+
+    num_special: int
+    mask_id: int
+    vocab_size: int
+    target: str = "loss"
+    mode: str = "min"
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, info: dict[str, Any]) -> "MaskedLM":
+        del config
+        return cls(info["num_special"], info["mask_id"], info["vocab_size"])
+
+    def masking(self, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray]:
+        tokens = batch["tokens"]
+        return mask_tokens(
+            tokens, batch_key(tokens), self.num_special, self.mask_id, self.vocab_size
+        )
+
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> jnp.ndarray:
+        del key, train  # see the class docstring
+        return self.masking(batch)[0]
+
+    def loss_and_metrics(self, logits: jnp.ndarray, batch: Batch) -> tuple[jnp.ndarray, Batch]:
+        tokens = batch["tokens"]
+        selected = self.masking(batch)[1]
+        return token_metrics(logits, tokens, token_weights(batch, tokens) * selected)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextClassification:
+    """Labels [batch] against logits [batch, classes] from `tokens` [batch, seq_len] inputs."""
+
+    num_classes: int
+    loss: str = "cross_entropy"
+    label_smoothing: float = 0.0
+    target: str = "accuracy"
+    mode: str = "max"
+
+    # The same loss and metrics as image classification; they read only the fields above.
+    loss_and_metrics = ImageClassification.loss_and_metrics
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, info: dict[str, Any]):
+        if config.loss not in LOSSES:
+            raise UserError(f"task.loss={config.loss!r} is unknown; use one of {LOSSES}.")
+        return cls(info["num_classes"], config.loss, config.label_smoothing)
+
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> jnp.ndarray:
+        del key, train
+        return batch["tokens"]
+
+
+TASKS = {
+    "char_lm": CharLM.from_config,
+    "masked_lm": MaskedLM.from_config,
+    "text_classification": TextClassification.from_config,
+}

@@ -51,6 +51,14 @@ class Checkpointer:
     def restore_best(self, target: Any) -> tuple[Any, dict] | None:
         return self._restore(self.best, target)
 
+    def reached_preemption(self, step: int) -> bool:
+        """Whether every process has agreed to stop at `step` after a SIGTERM to any of them.
+
+        JAX's preemption service (multi-process runs only) picks one step for all; without a
+        distributed runtime this is always False and the loop's own SIGTERM flag decides.
+        """
+        return self.latest.reached_preemption(step)
+
     def wait(self) -> None:
         self.latest.wait_until_finished()
         self.best.wait_until_finished()

@@ -13,17 +13,20 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+from jax.experimental import multihost_utils
 
 from research import config as config_lib
 from research import data as data_lib
 from research.errors import UserError
 from research.models import DATA_FIELDS, build_model
-from research.tasks import build_task
+from research.tasks import Task, build_task
 from research.train import records, sharding
 from research.train.checkpoint import Checkpointer
 from research.train.optim import make_optimizer
@@ -55,10 +58,11 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, ov
         ) from None
     saved = workdir / "config.json"
     if overwrite:
-        for name in RECORD_FILES:
-            (workdir / name).unlink(missing_ok=True)
-        for name in RECORD_DIRS:
-            shutil.rmtree(workdir / name, ignore_errors=True)
+        if jax.process_index() == 0:  # One process clears; the others wait at the barrier below.
+            for name in RECORD_FILES:
+                (workdir / name).unlink(missing_ok=True)
+            for name in RECORD_DIRS:
+                shutil.rmtree(workdir / name, ignore_errors=True)
     elif saved.exists():
         diff = config_lib.differences(json.loads(saved.read_text()), config)
         if diff:
@@ -72,6 +76,8 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, ov
             )
     if jax.process_index() == 0:
         records.write_json(saved, json.loads(config_lib.to_json(config)))
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("prepare_workdir")
 
 
 def _model_kwargs(config: ml_collections.ConfigDict, info: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +87,225 @@ def _model_kwargs(config: ml_collections.ConfigDict, info: dict[str, Any]) -> di
         if field in info:
             kwargs.setdefault(field, info[field])
     return kwargs
+
+
+def build_setup(
+    config: ml_collections.ConfigDict, dataset: data_lib.Dataset | None = None
+) -> tuple[data_lib.Dataset, Task, nn.Module]:
+    """The dataset, task and model a config names (shared with the vmap executor and
+    launch.bench, which may pass stand-in data of the same shapes)."""
+    dataset = dataset or data_lib.load(config.data)
+    task = build_task(config.task, dataset.info)
+    model = build_model(config.model.name, **_model_kwargs(config.model, dataset.info))
+    return dataset, task, model
+
+
+def build_steps(
+    config: ml_collections.ConfigDict,
+    dataset: data_lib.Dataset,
+    task: Task,
+    model: nn.Module,
+    mesh: jax.sharding.Mesh,
+) -> tuple[Any, Callable, Callable, int]:
+    """(initial sharded state, jitted train and eval steps, steps per epoch), as every run
+    builds them (shared with launch.bench); the train step donates its state."""
+    sharding.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
+    sharding.check_batch_size(config.data.eval_batch_size, mesh, "data.eval_batch_size")
+    steps_per_epoch = dataset.size("train") // config.data.batch_size
+    init_key, step_key = jax.random.split(jax.random.key(config.seed))
+    tx = make_optimizer(config.optimizer, steps_per_epoch, config.train.num_epochs)
+    example = task.model_inputs(
+        jax.tree.map(jnp.asarray, data_lib.train_batch(dataset, config.seed, 0, 0, 1)),
+        init_key,
+        train=False,
+    )
+    replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    init = lambda key: create_state(model, tx, example, key)
+    state_sharding = sharding.state_shardings(jax.eval_shape(init, init_key), mesh, config.mesh)
+    state = jax.jit(init, out_shardings=state_sharding)(init_key)
+    train_step = jax.jit(
+        make_train_step(task, step_key),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(
+        make_eval_step(task),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=replicated,
+    )
+    return state, train_step, eval_step, steps_per_epoch
+
+
+def train_batch_at(
+    dataset: data_lib.Dataset,
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+    epoch: int,
+    step: int,
+) -> dict[str, jax.Array]:
+    """The global training batch at (epoch, step), assembled from this process's rows."""
+    process = (jax.process_index(), jax.process_count())
+    batch_size = config.data.batch_size
+    rows = data_lib.train_batch(dataset, config.seed, epoch, step, batch_size, process)
+    return sharding.global_batch(rows, mesh)
+
+
+def restore_best_state(
+    workdir: str | pathlib.Path,
+) -> tuple[ml_collections.ConfigDict, nn.Module, Any]:
+    """(config, model, best-checkpoint state) of a finished token-model run, for sampling and
+    init_from; the target state is built as the loop builds it, with vocab_size from the run's
+    vocab.json so that nothing reloads the data.
+    """
+    workdir = pathlib.Path(workdir)
+    needed = [workdir / "config.json", workdir / "vocab.json", workdir / "checkpoints" / "best"]
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:
+        raise UserError(
+            f"{str(workdir)!r} is not the workdir of a finished run on text data: it lacks "
+            f"{', '.join(missing)}. Pass the --workdir of such a run of launch.train."
+        )
+    config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    info = {"vocab_size": json.loads((workdir / "vocab.json").read_text())["vocab_size"]}
+    model = build_model(config.model.name, **_model_kwargs(config.model, info))
+    tx = make_optimizer(config.optimizer, 1, config.train.num_epochs)
+    target = create_state(model, tx, jnp.ones((1, 1), jnp.int32), jax.random.key(0))
+    checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
+    restored = checkpointer.restore_best(target)
+    checkpointer.close()
+    if restored is None:
+        raise UserError(f"{str(workdir)!r} has no best checkpoint yet; let its run finish.")
+    return config, model, restored[0]
+
+
+def init_encoder_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
+    """`state` with params["encoder"] copied from the best checkpoint of the run in `workdir`."""
+    _, _, source = restore_best_state(workdir)
+    source_vocabulary = json.loads((pathlib.Path(workdir) / "vocab.json").read_text())
+    if info.get("vocabulary") != source_vocabulary:
+        raise UserError(
+            f"init_from={workdir!r} was trained with another vocabulary than this run's data. "
+            f"Tokenize with it: --config.data.vocab_path={workdir}/vocab.json."
+        )
+    if "encoder" not in state.params or "encoder" not in source.params:
+        raise UserError(f"init_from={workdir!r}: both models need an `encoder` (Transformers).")
+
+    def shapes(tree) -> dict[str, tuple[int, ...]]:
+        leaves = jax.tree_util.tree_leaves_with_path(tree)
+        return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
+
+    here, there = shapes(state.params["encoder"]), shapes(source.params["encoder"])
+    if here != there:
+        key = sorted(k for k in here.keys() | there.keys() if here.get(k) != there.get(k))[0]
+        raise UserError(
+            f"init_from={workdir!r}: its encoder does not fit this model's ({key} is "
+            f"{there.get(key)} there, {here.get(key)} here). Set this run's model.* encoder "
+            "hyperparameters (embed_dim, num_layers, num_heads, mlp_dim, max_len) to the "
+            "pretraining run's."
+        )
+    encoder = jax.tree.map(
+        lambda new, old: jax.device_put(old, new.sharding),
+        state.params["encoder"],
+        source.params["encoder"],
+    )
+    return state.replace(params={**state.params, "encoder": encoder})
+
+
+def new_meta() -> dict[str, Any]:
+    """The loop's counters before the first step; they travel in every checkpoint."""
+    return {
+        "epoch_sums": None,
+        "best": None,
+        "bad_epochs": 0,
+        "stopped": False,
+        "wall_time": 0.0,
+        "train_time": 0.0,
+        "trained_examples": 0,
+        "compile_time": 0.0,
+    }
+
+
+def end_epoch(meta: dict, val_metrics: dict, task: Task, patience: int, epoch: int, step: int):
+    """Records an epoch's validation in `meta` (best, patience, stop); True if it is the best."""
+    best_value = meta["best"] and meta["best"]["val"][task.target]
+    value = val_metrics[task.target]
+    improved = _better(value, best_value, task.mode)
+    if improved:
+        meta["best"] = {"epoch": epoch + 1, "step": step + 1, "val": val_metrics}
+    # Patience counts epochs without strict improvement; a tie is not progress.
+    meta["bad_epochs"] = 0 if improved and value != best_value else meta["bad_epochs"] + 1
+    meta["stopped"] = bool(patience) and meta["bad_epochs"] >= patience
+    return improved
+
+
+def write_epoch(log, step, epoch, train_metrics, val_metrics, lr, examples_per_sec, wall_time):
+    """The epoch's train and val rows of metrics.jsonl."""
+    common = {"step": step + 1, "epoch": epoch + 1}
+    log.write(
+        {
+            **common,
+            "split": "train",
+            **train_metrics,
+            "learning_rate": lr,
+            "examples_per_sec": examples_per_sec,
+            "wall_time": wall_time,
+        }
+    )
+    log.write({**common, "split": "val", **val_metrics, "wall_time": wall_time})
+
+
+def summarize(
+    config: ml_collections.ConfigDict,
+    task: Task,
+    *,
+    status: str,
+    steps: int,
+    steps_per_epoch: int,
+    best: dict,
+    test: dict[str, float],
+    examples_per_sec: float,
+    compile_time: float,
+    wall_time: float,
+    startup: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """summary.json's dict; `extra` holds what only one executor knows (mesh, group size)."""
+    return {
+        "experiment": config.name,
+        "status": status,
+        "seed": config.seed,
+        "steps": steps,
+        "epochs": steps // steps_per_epoch,
+        "target": {"metric": task.target, "mode": task.mode},
+        "best": best,
+        "test": test,
+        "examples_per_sec": examples_per_sec,
+        "compile_time_s": compile_time,
+        "wall_time_s": wall_time,
+        "startup_s": startup,
+        "batch_size": config.data.batch_size,
+        **extra,
+        "versions": records.versions(),
+        "git_commit": records.git_commit(),
+    }
+
+
+def write_final_record(workdir: pathlib.Path, log, summary: dict[str, Any]) -> None:
+    """The test row of metrics.jsonl, summary.json and learning_curves.png."""
+    best = summary["best"]
+    log.write(
+        {
+            "step": best["step"],
+            "epoch": best["epoch"],
+            "split": "test",
+            **summary["test"],
+            "wall_time": summary["wall_time_s"],
+        }
+    )
+    log.close()
+    records.write_json(workdir / "summary.json", summary)
+    records.plot_learning_curves(workdir, summary["target"]["metric"], best["epoch"])
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
@@ -101,9 +326,13 @@ def _averages(sums: dict[str, Any]) -> dict[str, float]:
 
 @contextlib.contextmanager
 def _sigterm_flag():
-    """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
+    """Turns SIGTERM into a flag the loop checks between steps (main thread only).
+
+    Multi-process runs leave SIGTERM to JAX's preemption service, which makes every process
+    agree on the step to stop at (`Checkpointer.reached_preemption`).
+    """
     flag = {"set": False}
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or jax.process_count() > 1:
         yield flag
         return
     previous = signal.signal(signal.SIGTERM, lambda *_: flag.update(set=True))
@@ -117,46 +346,29 @@ def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str | pathlib.Path, overwrite: bool = False
 ) -> dict[str, Any]:
     """Trains, validates every epoch, tests the best checkpoint; returns summary.json's dict."""
+    mesh = sharding.make_mesh(config.mesh)
+    with jax.set_mesh(mesh):
+        return _train_and_evaluate(config, workdir, overwrite, mesh)
+
+
+def _train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, overwrite: bool, mesh
+) -> dict[str, Any]:
     start_time = time.time()
     workdir = pathlib.Path(workdir)
     prepare_workdir(config, workdir, overwrite)
     is_main = jax.process_index() == 0
 
-    dataset = data_lib.load(config.data)
-    task = build_task(config.task, dataset.info)
-    model = build_model(config.model.name, **_model_kwargs(config.model, dataset.info))
-    mesh = sharding.make_mesh(config.mesh)
+    dataset, task, model = build_setup(config)
+    if is_main and "vocabulary" in dataset.info:  # launch.sample and init_from read it
+        records.write_json(workdir / "vocab.json", dataset.info["vocabulary"])
     batch_size, eval_batch_size = config.data.batch_size, config.data.eval_batch_size
-    sharding.check_batch_size(batch_size, mesh, "data.batch_size")
-    sharding.check_batch_size(eval_batch_size, mesh, "data.eval_batch_size")
     process = (jax.process_index(), jax.process_count())
-
-    steps_per_epoch = dataset.size("train") // batch_size
+    state, train_step, eval_step, steps_per_epoch = build_steps(config, dataset, task, model, mesh)
     total_steps = config.train.num_epochs * steps_per_epoch
-    init_key, step_key = jax.random.split(jax.random.key(config.seed))
-    tx = make_optimizer(config.optimizer, steps_per_epoch, config.train.num_epochs)
-    example = task.model_inputs(
-        jax.tree.map(jnp.asarray, data_lib.train_batch(dataset, config.seed, 0, 0, 1)),
-        init_key,
-        train=False,
-    )
-    replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    state = jax.jit(lambda key: create_state(model, tx, example, key), out_shardings=replicated)(
-        init_key
-    )
-    train_step = jax.jit(
-        make_train_step(task, step_key),
-        in_shardings=(replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
-    eval_step = jax.jit(
-        make_eval_step(task), in_shardings=(replicated, batch_sharding), out_shardings=replicated
-    )
 
     def batch_at(epoch: int, step: int):
-        rows = data_lib.train_batch(dataset, config.seed, epoch, step, batch_size, process)
-        return sharding.global_batch(rows, mesh)
+        return train_batch_at(dataset, config, mesh, epoch, step)
 
     def evaluate(state, split: str) -> dict[str, float]:
         sums = None
@@ -168,16 +380,9 @@ def train_and_evaluate(
     checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
     restored = checkpointer.restore_latest(state)
     if restored is None:
-        meta = {
-            "epoch_sums": None,
-            "best": None,
-            "bad_epochs": 0,
-            "stopped": False,
-            "wall_time": 0.0,
-            "train_time": 0.0,
-            "trained_examples": 0,
-            "compile_time": 0.0,
-        }
+        meta = new_meta()
+        if config.init_from:
+            state = init_encoder_from(config.init_from, state, dataset.info)
     else:
         state, meta = restored
     start_step = int(jax.device_get(state.step))
@@ -187,6 +392,7 @@ def train_and_evaluate(
     train_step = train_step.lower(state, batch_at(0, 0)).compile()
     meta["compile_time"] += time.time() - compile_start
     segment_start = time.time()
+    startup_seconds = segment_start - start_time
 
     def wall_time() -> float:
         return meta["wall_time"] + time.time() - segment_start
@@ -202,6 +408,7 @@ def train_and_evaluate(
                 break
             epoch, index = divmod(step, steps_per_epoch)
             state, metrics = train_step(state, batch_at(epoch, index))
+            preempted = sigterm["set"] or checkpointer.reached_preemption(step + 1)
             sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
             progress.update(1)
             if index == steps_per_epoch - 1:
@@ -211,31 +418,11 @@ def train_and_evaluate(
                 meta["train_time"] += seconds
                 meta["trained_examples"] += examples
                 val_metrics = evaluate(state, "val")
-                best_value = meta["best"] and meta["best"]["val"][task.target]
-                value = val_metrics[task.target]
-                improved = _better(value, best_value, task.mode)
-                if improved:
-                    meta["best"] = {"epoch": epoch + 1, "step": step + 1, "val": val_metrics}
-                # Patience counts epochs without strict improvement; a tie is not progress.
-                meta["bad_epochs"] = (
-                    0 if improved and value != best_value else meta["bad_epochs"] + 1
-                )
-                patience = config.train.patience
-                meta["stopped"] = bool(patience) and meta["bad_epochs"] >= patience
+                improved = end_epoch(meta, val_metrics, task, config.train.patience, epoch, step)
                 lr = float(jax.device_get(state.opt_state.hyperparams["learning_rate"]))
-                common = {"step": step + 1, "epoch": epoch + 1}
                 if log:
-                    log.write(
-                        {
-                            **common,
-                            "split": "train",
-                            **train_metrics,
-                            "learning_rate": lr,
-                            "examples_per_sec": examples / seconds,
-                            "wall_time": wall_time(),
-                        }
-                    )
-                    log.write({**common, "split": "val", **val_metrics, "wall_time": wall_time()})
+                    rate, now = examples / seconds, wall_time()
+                    write_epoch(log, step, epoch, train_metrics, val_metrics, lr, rate, now)
                 progress.epoch(
                     epoch + 1,
                     config.train.num_epochs,
@@ -248,11 +435,11 @@ def train_and_evaluate(
                 segment_start = time.time()
                 checkpointer.save(state, meta, best=improved)
                 epoch_start, epoch_first_step = time.time(), step + 1
-            elif (every and (step + 1) % every == 0) or sigterm["set"]:
+            elif (every and (step + 1) % every == 0) or preempted:
                 meta.update(epoch_sums=_to_floats(sums), wall_time=wall_time())
                 segment_start = time.time()
                 checkpointer.save(state, meta)
-            if sigterm["set"]:
+            if preempted:
                 checkpointer.wait()
                 progress.close()
                 raise Preempted(step + 1)
@@ -262,38 +449,24 @@ def train_and_evaluate(
 
     best_state, best_meta = checkpointer.restore_best(state)
     test_metrics = evaluate(best_state, "test")
-    summary = {
-        "experiment": config.name,
-        "status": status,
-        "seed": config.seed,
-        "steps": int(jax.device_get(state.step)),
-        "epochs": int(jax.device_get(state.step)) // steps_per_epoch,
-        "target": {"metric": task.target, "mode": task.mode},
-        "best": best_meta["best"],
-        "test": test_metrics,
-        "examples_per_sec": meta["trained_examples"] / max(meta["train_time"], 1e-9),
-        "compile_time_s": meta["compile_time"],
-        "wall_time_s": meta["wall_time"] + time.time() - segment_start,
-        "startup_s": segment_start - start_time,
-        "devices": mesh.shape["data"],
-        "batch_size": batch_size,
-        "versions": records.versions(),
-        "git_commit": records.git_commit(),
-    }
+    summary = summarize(
+        config,
+        task,
+        status=status,
+        steps=int(jax.device_get(state.step)),
+        steps_per_epoch=steps_per_epoch,
+        best=best_meta["best"],
+        test=test_metrics,
+        examples_per_sec=meta["trained_examples"] / max(meta["train_time"], 1e-9),
+        compile_time=meta["compile_time"],
+        wall_time=meta["wall_time"] + time.time() - segment_start,
+        startup=startup_seconds,
+        devices=mesh.size,
+        mesh=dict(mesh.shape),
+        processes=jax.process_count(),
+    )
     if log:
-        best = best_meta["best"]
-        log.write(
-            {
-                "step": best["step"],
-                "epoch": best["epoch"],
-                "split": "test",
-                **test_metrics,
-                "wall_time": summary["wall_time_s"],
-            }
-        )
-        log.close()
-        records.write_json(workdir / "summary.json", summary)
-        records.plot_learning_curves(workdir, task.target, best["epoch"])
+        write_final_record(workdir, log, summary)
     checkpointer.close()
     return summary
 

@@ -14,9 +14,12 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 
 
-def schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
-    """Linear warmup over `warmup_epochs`, then constant, step decay or cosine decay to 0."""
-    peak = config.learning_rate
+def schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int, peak=None):
+    """Linear warmup over `warmup_epochs`, then constant, step decay or cosine decay to 0.
+
+    `peak` replaces config.learning_rate; it may be a traced array (the vmap executor's).
+    """
+    peak = config.learning_rate if peak is None else peak
     warmup = int(config.warmup_epochs * steps_per_epoch)
     total = num_epochs * steps_per_epoch
     if config.schedule == "constant":
@@ -44,13 +47,20 @@ def _decay_mask(params):
 
 
 def make_optimizer(
-    config: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int
+    config: ml_collections.ConfigDict,
+    steps_per_epoch: int,
+    num_epochs: int,
+    peak_learning_rate=None,
+    momentum=None,
 ) -> optax.GradientTransformation:
+    """The config's optimizer; `peak_learning_rate` and `momentum` replace the config's values
+    (the vmap executor passes one sweep point's values as traced arrays)."""
     if config.name not in OPTIMIZERS:
         raise UserError(
             f"optimizer.name={config.name!r} is unknown; use one of {', '.join(OPTIMIZERS)}."
         )
-    lr = schedule(config, steps_per_epoch, num_epochs)
+    lr = schedule(config, steps_per_epoch, num_epochs, peak_learning_rate)
+    momentum = config.momentum if momentum is None else momentum
 
     def build(learning_rate, weight_decay):
         if config.name == "adam":
@@ -58,8 +68,8 @@ def make_optimizer(
         elif config.name == "adamw":
             core = optax.adamw(learning_rate, weight_decay=weight_decay, mask=_decay_mask)
         else:
-            momentum = None if config.name == "sgd" else config.momentum
-            core = optax.sgd(learning_rate, momentum, nesterov=config.name == "nesterov")
+            decay = None if config.name == "sgd" else momentum
+            core = optax.sgd(learning_rate, decay, nesterov=config.name == "nesterov")
         if config.name != "adamw" and config.weight_decay:
             # Coupled L2 (added to the gradient before momentum), the classic SGD recipe.
             core = optax.chain(optax.add_decayed_weights(weight_decay, _decay_mask), core)

@@ -1,0 +1,49 @@
+"""ResNet-50 v1.5 on ImageNet (TFDS `imagenet2012`, manual download): about 76-77% top-1.
+
+Goyal et al. 2017 plus label smoothing: batch 256, lr 0.1 x batch/256 with 5 warmup epochs then
+cosine, weight decay 1e-4, zero-init of each block's last BN, bf16 compute, 90 epochs. Images
+are decoded once to 224x224 center squares (shorter side resized to 224) and random-resized
+crops are cut from them on the device, so the training set must fit in host memory (~190 GB).
+"""
+
+from research.config import base_config
+from research.errors import UserError
+from research.models import default_config
+from research.sweep import axis, product, zipped
+
+BASE_BATCH = 256
+
+
+def get_config(arg=None):
+    if arg is not None:
+        raise UserError(f"imagenet_resnet50 takes no argument, got {arg!r}.")
+    config = base_config("imagenet_resnet50")
+    config.data.name = "imagenet2012"
+    config.data.image_size = 224
+    config.data.batch_size = BASE_BATCH
+    config.data.eval_batch_size = 256
+    config.data.validation_fraction = 0.01  # 12,812 images held out of train
+    config.model = default_config(
+        "resnet", depth=50, stem="imagenet", zero_init_last_bn=True, dtype="bfloat16"
+    )
+    config.task.augment = "resized_crop_flip"
+    config.task.label_smoothing = 0.1
+    config.optimizer.name = "momentum"
+    config.optimizer.learning_rate = 0.1 * config.data.batch_size / BASE_BATCH
+    config.optimizer.weight_decay = 1e-4
+    config.optimizer.schedule = "cosine"
+    config.optimizer.warmup_epochs = 5.0
+    config.train.num_epochs = 90
+    config.train.checkpoint_every_steps = 2000
+    return config
+
+
+def sweep():
+    batch_sizes = [256, 1024]
+    return product(
+        zipped(  # linear scaling: the learning rate follows the batch size
+            axis("data.batch_size", batch_sizes),
+            axis("optimizer.learning_rate", [0.1 * b / BASE_BATCH for b in batch_sizes]),
+        ),
+        axis("seed", [0, 1]),
+    )

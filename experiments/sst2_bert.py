@@ -1,0 +1,36 @@
+"""Fine-tune a masked-LM encoder on SST-2: `sst2_bert.py[:DIR] --config.init_from=PRETRAINED`.
+
+PRETRAINED is a `text_bert_mlm.py:DIR` (or `:sst2`) workdir on the same data; without
+init_from the same Transformer trains from scratch, the baseline to compare with.
+"""
+
+from experiments.sst2_lstm import sst2_data
+from experiments.text_bert_mlm import SST2_ENCODER
+from research.config import base_config
+from research.models import default_config
+from research.sweep import axis, product
+
+
+def get_config(arg=None):
+    config = base_config("sst2_bert")
+    sst2_data(config, arg)
+    config.data.batch_size = 32
+    config.model = default_config(
+        "transformer_classifier", mlp_dim=1024, dropout_rate=0.1, **SST2_ENCODER
+    )
+    config.task.name = "text_classification"
+    config.optimizer.name = "adamw"
+    config.optimizer.learning_rate = 5e-5
+    config.optimizer.weight_decay = 0.01
+    config.optimizer.schedule = "cosine"
+    config.optimizer.warmup_epochs = 0.5
+    config.train.num_epochs = 5
+    return config
+
+
+def sweep():
+    return product(
+        axis("optimizer.learning_rate", [2e-5, 5e-5, 1e-4]),
+        axis("train.num_epochs", [3, 5]),
+        axis("seed", [0, 1]),
+    )

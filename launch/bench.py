@@ -1,0 +1,202 @@
+"""Benchmark one experiment's train step: compile time, throughput, FLOPs and MFU, as JSON.
+
+`python -m launch.bench --config=experiments/NAME.py[:ARG] [--batch_size=B] [--steps=N]`
+builds the state and step exactly as launch.train does, then times the step on one
+device-resident batch (synthetic) and on the real input pipeline (a fresh batch per step).
+"""
+
+import collections
+import json
+import pathlib
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from absl import flags
+
+from launch import common
+from research import data as data_lib
+from research.train import loop, sharding
+
+flags.DEFINE_integer("batch_size", None, "Global batch size (default: the experiment's).")
+flags.DEFINE_integer("steps", 20, "Timed steps for each of the two measurements.")
+flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before each measurement.")
+flags.DEFINE_string("out", None, "JSON output (default: runs/bench/<experiment name>.json).")
+flags.DEFINE_string("cache_dir", "runs/jax_cache", "JAX persistent compilation cache.")
+flags.DEFINE_bool(
+    "fake_data",
+    False,
+    "Random uint8 images of --fake_shape instead of the experiment's dataset (for machines "
+    "without it, e.g. ImageNet); the pipeline then gathers from these arrays.",
+)
+flags.DEFINE_list("fake_shape", ["224", "224", "3"], "Image shape for --fake_data.")
+flags.DEFINE_integer("fake_classes", 1000, "Number of classes for --fake_data.")
+FLAGS = flags.FLAGS
+
+# Dense peak FLOP/s per chip by compute dtype; float32 on NVIDIA tensor cores is TF32, which
+# XLA uses for float32 matmuls and convolutions by default. Matched in order against
+# `device_kind`, so more specific names come first.
+PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("H200", {"bfloat16": 989e12, "float32": 494e12}),
+    ("H100", {"bfloat16": 989e12, "float32": 494e12}),
+    ("A100", {"bfloat16": 312e12, "float32": 156e12}),
+    ("L40S", {"bfloat16": 362e12, "float32": 183e12}),
+    ("L4", {"bfloat16": 121e12, "float32": 60e12}),
+    ("TPU v6 lite", {"bfloat16": 918e12}),
+    ("TPU v5 lite", {"bfloat16": 197e12}),
+    ("TPU v5", {"bfloat16": 459e12}),
+    ("TPU v4", {"bfloat16": 275e12}),
+    ("TPU v3", {"bfloat16": 123e12}),
+)
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+    """The chip's dense peak for `dtype`, or None where unknown (every CPU)."""
+    for name, peaks in PEAK_FLOPS:
+        if name in device_kind:
+            return peaks.get(dtype)
+    return None
+
+
+CACHE_HITS = collections.Counter()  # persistent-cache hits so far in this process
+
+
+def enable_compilation_cache(directory: str) -> None:
+    """Turns on JAX's persistent cache for every compilation, however short, and counts hits."""
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+    def listen(event: str, **_: Any) -> None:
+        CACHE_HITS[event] += event == "/jax/compilation_cache/cache_hits"
+
+    jax.monitoring.register_event_listener(listen)
+
+
+def fake_dataset(batch_size: int, shape: tuple[int, ...], num_classes: int) -> data_lib.Dataset:
+    """Random images and labels, four batches' worth, with the statistics of real pixels."""
+    rng = np.random.default_rng(0)
+    n = 4 * batch_size
+    arrays = {
+        "image": rng.integers(0, 256, (n, *shape), dtype=np.uint8),
+        "label": rng.integers(0, num_classes, n).astype(np.int32),
+    }
+    return data_lib.Dataset({"train": arrays}, data_lib.image_info(arrays, num_classes))
+
+
+def _time_steps(train_step, state, batches, count: int) -> tuple[Any, float]:
+    """Runs `count` steps on `next(batches)`; returns the state and seconds until it is ready."""
+    start = time.perf_counter()
+    for _ in range(count):
+        state, metrics = train_step(state, next(batches))
+    jax.block_until_ready((state, metrics))
+    return state, time.perf_counter() - start
+
+
+def _flops(compiled) -> float | None:
+    """Per-device FLOPs of one step from XLA's cost analysis (a dict, or a list of them)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else None
+    return float(analysis["flops"]) if analysis and analysis.get("flops") else None
+
+
+def benchmark(config, steps: int, warmup: int, dataset: data_lib.Dataset | None = None) -> dict:
+    """The benchmark's fields for a locked config; `dataset` replaces the config's data."""
+    mesh = sharding.make_mesh(config.mesh)
+    with jax.set_mesh(mesh):
+        dataset, task, model = loop.build_setup(config, dataset)
+        state, train_step, _, steps_per_epoch = loop.build_steps(config, dataset, task, model, mesh)
+
+        def pipeline(start: int = 0):
+            """The loop's batches in the loop's order (wrapping around the epoch)."""
+            step = start
+            while True:
+                yield loop.train_batch_at(dataset, config, mesh, *divmod(step, steps_per_epoch))
+                step += 1
+
+        first = next(pipeline())
+        hits_before = CACHE_HITS.total()
+        start = time.perf_counter()
+        compiled = train_step.lower(state, first).compile()
+        compile_time = time.perf_counter() - start
+        cache_hit = CACHE_HITS.total() > hits_before
+
+        def same_batch():
+            while True:
+                yield first
+
+        state, _ = _time_steps(compiled, state, same_batch(), warmup)
+        state, synthetic_time = _time_steps(compiled, state, same_batch(), steps)
+        batches = pipeline(1)
+        state, _ = _time_steps(compiled, state, batches, warmup)
+        state, pipeline_time = _time_steps(compiled, state, batches, steps)
+
+    batch_size = config.data.batch_size
+    synthetic = steps * batch_size / synthetic_time
+    real = steps * batch_size / pipeline_time
+    flops = _flops(compiled)
+    flops_per_example = flops * mesh.size / batch_size if flops else None
+    achieved = flops_per_example * synthetic if flops_per_example else None
+    device = jax.devices()[0]
+    dtype = str(config.model.get("dtype", "float32"))
+    peak = peak_flops(device.device_kind, dtype)
+    return {
+        "experiment": config.name,
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "devices": mesh.size,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "steps": steps,
+        "compile_time_s": compile_time,
+        "compile_cache_hit": cache_hit,
+        "synthetic_examples_per_sec": synthetic,
+        "pipeline_examples_per_sec": real,
+        "pipeline_over_synthetic": real / synthetic,
+        "flops_per_example": flops_per_example,
+        "achieved_flops_per_sec": achieved,
+        "peak_flops_per_sec": peak and peak * mesh.size,
+        "mfu": achieved / (peak * mesh.size) if achieved and peak else None,
+    }
+
+
+def _uncached_compile_time(result: dict, out: pathlib.Path) -> float | None:
+    """This run's compile time on a cache miss; on a hit, the miss recorded in `out` before."""
+    if not result["compile_cache_hit"]:
+        return result["compile_time_s"]
+    return json.loads(out.read_text()).get("uncached_compile_time_s") if out.exists() else None
+
+
+def main(argv: list[str], overrides: dict[str, str]) -> None:
+    if len(argv) > 1:
+        common.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    if FLAGS.batch_size:
+        overrides = {**overrides, "data.batch_size": str(FLAGS.batch_size)}
+    config = common.load_config(overrides)
+    enable_compilation_cache(FLAGS.cache_dir)
+    dataset = None
+    if FLAGS.fake_data:
+        shape = tuple(int(n) for n in FLAGS.fake_shape)
+        dataset = fake_dataset(config.data.batch_size, shape, FLAGS.fake_classes)
+    result = benchmark(config, FLAGS.steps, FLAGS.warmup_steps, dataset)
+    out = pathlib.Path(FLAGS.out or f"runs/bench/{config.name}.json")
+    uncached = _uncached_compile_time(result, out)
+    result.update(
+        config=FLAGS.config,
+        overrides=overrides,
+        fake_data=FLAGS.fake_data,
+        compile_cache_dir=FLAGS.cache_dir,
+        uncached_compile_time_s=uncached,
+        compile_time_saved_s=uncached and uncached - result["compile_time_s"],
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for key, value in result.items():
+        print(f"{key:30s} {value}")
+    print(f"wrote {out}", flush=True)
+
+
+if __name__ == "__main__":
+    common.run(main)

@@ -1,0 +1,272 @@
+"""Runs a sweep's points: skips finished ones, retries failed ones, records every failure in the
+point's error.txt without stopping the others, and reports at the end.
+
+Executors: `local` (in this process, or N worker processes), `vmap` (points that differ only in
+traced values train as one program) and `slurm` (a submitit job array). No flag parsing here;
+JAX is imported only by the executors that train in this process, so submitit's workers,
+which unpickle `run_command` from this module, start fast.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import ml_collections
+
+from research import config as config_lib
+from research.errors import UserError
+from research.report import COMPLETE, write_report
+from research.sweep import Point, expand
+from research.train import records
+
+EXECUTORS = ("local", "vmap", "slurm")
+ERROR_FILE, POINT_FILE, OUTPUT_FILE = "error.txt", "sweep_point.json", "output.log"
+_ERROR_TAIL = 4000  # characters of a failed command's output kept in error.txt
+
+
+@dataclasses.dataclass
+class Outcome:
+    """Point names by what this invocation did with them."""
+
+    finished: list[str] = dataclasses.field(default_factory=list)
+    failed: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    unfinished: list[str] = dataclasses.field(default_factory=list)  # preempted or not reached
+    seconds: float = 0.0  # time spent running points (not skipping or reporting)
+    report: Any = None  # research.report.Report of the sweep directory
+
+    def line(self) -> str:
+        text = f"{len(self.finished)} finished, {len(self.failed)} failed, "
+        text += f"{len(self.skipped)} skipped"
+        if self.unfinished:
+            text += f", {len(self.unfinished)} unfinished (rerun to resume)"
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmOptions:
+    """The job array's resources (submitit's AutoExecutor parameters)."""
+
+    cluster: str = "slurm"  # "local" or "debug" run the array on this machine, for tests
+    array_parallelism: int = 32
+    timeout_min: int = 60
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    partition: str | None = None
+
+
+def load_points(spec: str, config: ml_collections.ConfigDict) -> list[Point]:
+    """The experiment's sweep() expanded on `config`: every key validated before anything runs."""
+    path = spec.partition(":")[0]
+    module = config_lib.load_module(path)
+    if not callable(getattr(module, "sweep", None)):
+        raise UserError(
+            f"Experiment file {path!r} defines no sweep(); add one returning a list of dicts "
+            "keyed by dotted config paths, e.g. product(axis('optimizer.learning_rate', "
+            "[1e-3, 1e-2]), axis('seed', [0, 1])) from research.sweep."
+        )
+    points = module.sweep()
+    if not points:
+        raise UserError(f"The sweep() of {path!r} returned no points; return at least one.")
+    return expand(config, points)
+
+
+def is_complete(point: Point, workdir: pathlib.Path) -> bool:
+    """Finished or early-stopped with this very config (a changed config runs, and is refused)."""
+    summary, saved = workdir / "summary.json", workdir / "config.json"
+    if not (summary.exists() and saved.exists()):
+        return False
+    if json.loads(summary.read_text()).get("status") not in COMPLETE:
+        return False
+    return not config_lib.differences(json.loads(saved.read_text()), point.config)
+
+
+def _start(point: Point, workdir: pathlib.Path) -> None:
+    """Marks a point as this sweep's (sweep_point.json) and clears the last attempt's error."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    records.write_json(
+        workdir / POINT_FILE,
+        {"index": point.index, "name": point.name, "overrides": point.overrides},
+    )
+    (workdir / ERROR_FILE).unlink(missing_ok=True)
+
+
+def record_failure(workdir: pathlib.Path, text: str) -> None:
+    (workdir / ERROR_FILE).write_text(text if text.endswith("\n") else text + "\n")
+
+
+def _error_text(error: BaseException) -> str:
+    """A UserError is already one paragraph for a person; anything else keeps its traceback."""
+    if isinstance(error, UserError):
+        return f"error: {error}"
+    return "".join(traceback.format_exception(error))
+
+
+def run_command(command: list[str], cwd: str, workdir: str) -> int:
+    """Runs one point's training command, its output in output.log; a failure's tail goes to
+    error.txt. Module-level so that submitit can pickle it into a SLURM array task."""
+    point_dir = pathlib.Path(workdir)
+    with (point_dir / OUTPUT_FILE).open("w") as output:
+        code = subprocess.run(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT).returncode
+    if code:
+        tail = (point_dir / OUTPUT_FILE).read_text()[-_ERROR_TAIL:]
+        record_failure(point_dir, f"exit status {code} from: {' '.join(command)}\n{tail}")
+    return code
+
+
+def _value_flag(value: Any) -> str:
+    """A value as `--config.KEY=VALUE` text that research.config parses back to it."""
+    return value if isinstance(value, str) else repr(_listless(value))
+
+
+def _listless(value: Any) -> Any:
+    return tuple(_listless(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def train_command(
+    spec: str, point: Point, workdir: pathlib.Path, overrides: dict[str, str]
+) -> list[str]:
+    """`python -m launch.train` for one point: the command's overrides, then the point's."""
+    path, sep, arg = spec.partition(":")
+    flags = [f"--config.{k}={v}" for k, v in overrides.items()]
+    flags += [f"--config.{k}={_value_flag(v)}" for k, v in point.overrides.items()]
+    return [
+        sys.executable,
+        "-m",
+        "launch.train",
+        f"--config={pathlib.Path(path).resolve()}{sep}{arg}",
+        f"--workdir={workdir.resolve()}",
+        *flags,
+    ]
+
+
+def _run_in_process(points: Sequence[Point], dirs: Sequence[pathlib.Path]) -> None:
+    """One after another in this process; a preemption (SIGTERM) stops the whole sweep."""
+    from research.train.loop import Preempted, train_and_evaluate
+
+    for number, (point, workdir) in enumerate(zip(points, dirs, strict=True)):
+        print(f"[{number + 1}/{len(points)}] {point.name}", flush=True)
+        try:
+            train_and_evaluate(point.config, workdir)
+        except Preempted as preempted:
+            print(preempted, flush=True)
+            return
+        except Exception as error:  # noqa: BLE001 - one failing point never stops the others
+            record_failure(workdir, _error_text(error))
+            print(f"{point.name} failed: {str(error).splitlines()[0]}", flush=True)
+
+
+def _run_processes(commands: Sequence[list[str]], dirs, parallel: int) -> None:
+    """`parallel` launch.train processes at a time."""
+    cwd = os.getcwd()
+    with ThreadPoolExecutor(parallel) as pool:
+        codes = pool.map(lambda c, d: (d, run_command(c, cwd, str(d))), commands, dirs)
+        for workdir, code in codes:
+            print(f"{workdir.name}: {'failed' if code else 'done'}", flush=True)
+
+
+def _run_slurm(commands: Sequence[list[str]], dirs, root: pathlib.Path, options) -> None:
+    """One SLURM array task per point, each running launch.train; waits for all of them."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=root / "slurm_logs", cluster=options.cluster)
+    executor.update_parameters(
+        name=root.name,
+        timeout_min=options.timeout_min,
+        gpus_per_node=options.gpus_per_node,
+        cpus_per_task=options.cpus_per_task,
+        slurm_array_parallelism=options.array_parallelism,
+        slurm_partition=options.partition,
+    )
+    cwd = os.getcwd()
+    with executor.batch():
+        jobs = [
+            executor.submit(run_command, c, cwd, str(d))
+            for c, d in zip(commands, dirs, strict=True)
+        ]
+    print(f"submitted {len(jobs)} array tasks: job {jobs[0].job_id.split('_')[0]}", flush=True)
+    for job, workdir in zip(jobs, dirs, strict=True):
+        try:
+            job.result()
+        except Exception as error:  # noqa: BLE001 - the task died (timeout, node failure)
+            record_failure(workdir, f"SLURM task {job.job_id} did not finish: {error}")
+
+
+def _run_vmap(points: Sequence[Point], dirs: Sequence[pathlib.Path], root: pathlib.Path) -> None:
+    """One compiled program per group of shape-compatible points; a failure fails its group."""
+    from research.train import vmap
+
+    by_name = dict(zip((p.name for p in points), dirs, strict=True))
+    groups = vmap.group_points(points)
+    for number, group in enumerate(groups):
+        names = [point.name for point in group]
+        digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:8]
+        group_dir = root / "vmap_groups" / f"{group[0].index:03d}-n{len(group)}-{digest}"
+        print(f"[group {number + 1}/{len(groups)}] {len(group)} points: {', '.join(names)}")
+        group_dirs = [by_name[name] for name in names]
+        try:
+            vmap.train_group(group, group_dirs, group_dir)
+        except Exception as error:  # noqa: BLE001 - one failing group never stops the others
+            for workdir in group_dirs:
+                record_failure(workdir, _error_text(error))
+            print(f"group {number + 1} failed: {str(error).splitlines()[0]}", flush=True)
+
+
+def run_sweep(
+    spec: str,
+    points: Sequence[Point],
+    root: pathlib.Path,
+    executor: str = "local",
+    *,
+    parallel: int = 1,
+    overrides: dict[str, str] | None = None,
+    slurm: SlurmOptions | None = None,
+) -> Outcome:
+    """Runs every point of `points` not yet complete under root/<point name>/, then reports.
+
+    `overrides` are the command's `--config.KEY=VALUE` (already applied to the points' configs;
+    passed on to the processes that rebuild them).
+    """
+    if executor not in EXECUTORS:
+        raise UserError(f"--executor={executor!r} is unknown; use one of {', '.join(EXECUTORS)}.")
+    if parallel < 1:
+        raise UserError(f"--parallel={parallel} must be at least 1.")
+    outcome = Outcome()
+    todo = []
+    for point in points:
+        if is_complete(point, root / point.name):
+            outcome.skipped.append(point.name)
+        else:
+            todo.append(point)
+    dirs = [root / point.name for point in todo]
+    for point, workdir in zip(todo, dirs, strict=True):
+        _start(point, workdir)
+    start = time.time()
+    commands = [train_command(spec, p, d, overrides or {}) for p, d in zip(todo, dirs, strict=True)]
+    if todo and executor == "vmap":
+        _run_vmap(todo, dirs, root)
+    elif todo and executor == "slurm":
+        _run_slurm(commands, dirs, root, slurm or SlurmOptions())
+    elif todo and parallel == 1:
+        _run_in_process(todo, dirs)
+    elif todo:
+        _run_processes(commands, dirs, parallel)
+    outcome.seconds = time.time() - start
+    for point, workdir in zip(todo, dirs, strict=True):
+        if (workdir / ERROR_FILE).exists():
+            outcome.failed.append(point.name)
+        elif is_complete(point, workdir):
+            outcome.finished.append(point.name)
+        else:
+            outcome.unfinished.append(point.name)
+    outcome.report = write_report(root)
+    return outcome

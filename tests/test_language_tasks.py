@@ -1,0 +1,202 @@
+"""Tests of the language tasks' numbers, short char-LM and digits-rows runs, and init_from."""
+
+import json
+import math
+from pydoc_data.topics import topics
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research import config as cfg
+from research.errors import UserError
+from research.tasks import language
+from research.tasks.classification import ImageClassification
+from research.train.loop import restore_best_state, train_and_evaluate
+
+ROOT = cfg.pathlib.Path(__file__).resolve().parents[1]
+CORPUS = "\n\n".join(map(topics.get, sorted(topics)))[:60_000]
+
+
+def load(experiment: str, overrides: dict):
+    config = cfg.load(str(ROOT / "experiments" / experiment))
+    config.unlock()
+    cfg.apply_overrides(config, overrides)
+    config.lock()
+    return config
+
+
+def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    return log_z - np.take_along_axis(logits, targets[..., None], -1)[..., 0]
+
+
+def test_char_lm_bits_per_char_is_nats_over_ln2_and_pads_never_count() -> None:
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(3, 20, (4, 9)).astype(np.int32)
+    tokens[1, 6:] = 0  # a window padded at the end of the text
+    logits = rng.normal(size=(4, 8, 20)).astype(np.float32)
+    mask = np.array([1, 1, 1, 0], np.float32)  # the last row is eval padding
+    task = language.CharLM()
+    inputs = task.model_inputs({"tokens": jnp.asarray(tokens)}, jax.random.key(0), train=True)
+    np.testing.assert_array_equal(inputs, tokens[:, :-1])
+    loss, sums = task.loss_and_metrics(jnp.asarray(logits), {"tokens": tokens, "mask": mask})
+    real = (tokens[:, 1:] != 0) * mask[:, None]
+    expected = cross_entropy(logits, tokens[:, 1:])
+    assert float(sums["count"]) == real.sum() == 3 * 8 - 3
+    np.testing.assert_allclose(float(sums["loss"]), (expected * real).sum(), rtol=1e-5)
+    np.testing.assert_allclose(float(loss), (expected * real).sum() / real.sum(), rtol=1e-5)
+    assert float(sums["bits_per_char"]) == pytest.approx(float(sums["loss"]) / math.log(2), 1e-7)
+
+
+def corrupt(tokens: np.ndarray, seed: int = 0):
+    return language.mask_tokens(
+        jnp.asarray(tokens), jax.random.key(seed), num_special=4, mask_id=3, vocab_size=104
+    )
+
+
+def test_masking_proportions_are_15_percent_then_80_10_10() -> None:
+    tokens = np.random.default_rng(1).integers(4, 104, (512, 256)).astype(np.int32)
+    inputs, selected = map(np.asarray, corrupt(tokens))
+    assert abs(selected.mean() - 0.15) < 0.015
+    chosen, original = inputs[selected], tokens[selected]
+    assert abs((chosen == 3).mean() - 0.8) < 0.03
+    random = (chosen != 3) & (chosen != original)
+    assert abs(random.mean() - 0.1 * 99 / 100) < 0.03  # a random draw may repeat the token
+    assert abs((chosen == original).mean() - (0.1 + 0.1 / 100)) < 0.03
+    assert chosen[random].min() >= 4  # random replacements are never special tokens
+    np.testing.assert_array_equal(inputs[~selected], tokens[~selected])
+
+
+def test_masked_lm_never_masks_or_counts_pads_and_specials() -> None:
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(4, 104, (64, 32)).astype(np.int32)
+    tokens[:, 0] = 2  # [CLS]
+    tokens[:, 20:] = 0  # padding
+    task = language.MaskedLM(num_special=4, mask_id=3, vocab_size=104)
+    mask = np.ones(64, np.float32)
+    mask[-8:] = 0  # eval padding rows
+    batch = {"tokens": jnp.asarray(tokens), "mask": jnp.asarray(mask)}
+    inputs = np.asarray(task.model_inputs(batch, jax.random.key(5), train=True))
+    _, selected = task.masking(batch)
+    selected = np.asarray(selected)
+    assert not selected[tokens < 4].any()
+    np.testing.assert_array_equal(inputs[tokens < 4], tokens[tokens < 4])
+    assert np.all(selected[inputs != tokens])  # the loss scores what model_inputs corrupted
+    logits = rng.normal(size=(64, 32, 104)).astype(np.float32)
+    loss, sums = task.loss_and_metrics(jnp.asarray(logits), batch)
+    weights = selected * mask[:, None]
+    assert float(sums["count"]) == weights.sum() > 100
+    expected = (cross_entropy(logits, tokens) * weights).sum() / weights.sum()
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    perfect = jax.nn.one_hot(tokens, 104) * 50
+    assert float(task.loss_and_metrics(perfect, batch)[1]["accuracy"]) == weights.sum()
+
+
+def test_text_classification_shares_the_image_classification_loss() -> None:
+    rng = np.random.default_rng(3)
+    logits = jnp.asarray(rng.normal(size=(6, 3)).astype(np.float32))
+    batch = {"label": jnp.asarray([0, 1, 2, 2, 1, 0]), "mask": jnp.asarray([1.0] * 5 + [0.0])}
+    text_task = language.TextClassification(num_classes=3, label_smoothing=0.1)
+    image_task = ImageClassification((0.0,), (1.0,), num_classes=3, label_smoothing=0.1)
+    assert text_task.loss_and_metrics(logits, batch) == image_task.loss_and_metrics(logits, batch)
+    assert (text_task.target, text_task.mode) == ("accuracy", "max")
+
+
+def test_short_char_lm_run_beats_the_unigram_entropy(tmp_path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    overrides = {
+        "data.name": "text_file",
+        "data.path": str(corpus),
+        "data.seq_len": 64,
+        "data.batch_size": 16,
+        "model.hidden_size": 64,
+        "model.embed_dim": 32,
+        "optimizer.learning_rate": 1e-2,
+        "train.num_epochs": 2,
+    }
+    summary = train_and_evaluate(load("text_lstm.py", overrides), tmp_path / "run")
+    train_text = CORPUS[: int(len(CORPUS) * 0.9)]
+    _, counts = np.unique(list(train_text), return_counts=True)
+    p = counts / counts.sum()
+    unigram_bits = -(p * np.log2(p)).sum()
+    val = summary["best"]["val"]
+    assert val["bits_per_char"] < unigram_bits - 0.3, (val, unigram_bits)
+    assert val["bits_per_char"] == pytest.approx(val["loss"] / math.log(2), rel=1e-6)
+    saved = json.loads((tmp_path / "run" / "vocab.json").read_text())
+    assert saved["tokens"][3:] == sorted(set(train_text))
+
+
+def test_digits_rows_lstm_learns_in_a_short_run(tmp_path) -> None:
+    config = load("digits_rows_lstm.py", {"train.num_epochs": 4, "model.hidden_size": 64})
+    summary = train_and_evaluate(config, tmp_path)
+    assert summary["best"]["val"]["accuracy"] > 0.8  # chance is 0.1
+
+
+ENCODER = {"model.max_len": 32, "model.num_layers": 1, "model.num_heads": 2, "model.embed_dim": 32}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> str:
+    """A one-epoch character masked-LM run on a small text."""
+    root = tmp_path_factory.mktemp("mlm")
+    corpus = root / "corpus.txt"
+    corpus.write_text(CORPUS[:20_000], encoding="utf-8")
+    overrides = {
+        "data.name": "text_file",
+        "data.path": str(corpus),
+        "data.seq_len": 31,
+        "data.batch_size": 16,
+        "model.mlp_dim": 64,
+        "optimizer.warmup_epochs": 0.0,
+        "train.num_epochs": 1,
+        **ENCODER,
+    }
+    train_and_evaluate(load("text_bert_mlm.py", overrides), root / "run")
+    return str(root / "run")
+
+
+def finetune_config(tmp_path, pretrained: str, **overrides):
+    """sst2_bert on stsa.binary files written in tmp_path, tokenized with the MLM's characters."""
+    for split in ("train", "dev", "test"):
+        lines = [f"{i % 2} {CORPUS[i * 40 : i * 40 + 30].strip() or 'x'}" for i in range(40)]
+        (tmp_path / f"stsa.binary.{split}").write_text("\n".join(lines).replace("\r", " "))
+    settings = {
+        "init_from": pretrained,
+        "data.tokenizer": "char",
+        "data.vocab_path": f"{pretrained}/vocab.json",
+        "data.seq_len": 32,
+        "data.batch_size": 8,
+        "model.mlp_dim": 64,
+        "optimizer.learning_rate": 0.0,  # the encoder stays exactly as copied
+        "optimizer.warmup_epochs": 0.0,
+        "train.num_epochs": 1,
+        **ENCODER,
+        **overrides,
+    }
+    return load(f"sst2_bert.py:{tmp_path}", settings)
+
+
+def test_init_from_copies_the_encoder_exactly(tmp_path, pretrained) -> None:
+    train_and_evaluate(finetune_config(tmp_path, pretrained), tmp_path / "run")
+    _, _, source = restore_best_state(pretrained)
+    _, _, tuned = restore_best_state(tmp_path / "run")
+    leaves = jax.tree.leaves(source.params["encoder"])
+    assert len(leaves) > 10
+    for copied, original in zip(jax.tree.leaves(tuned.params["encoder"]), leaves, strict=True):
+        np.testing.assert_array_equal(copied, original)
+    assert set(tuned.params) == {"encoder", "pooler", "head"}
+
+
+def test_init_from_refuses_a_mismatched_encoder(tmp_path, pretrained) -> None:
+    with pytest.raises(UserError, match=r"its encoder does not fit this model's \(.*mlp_in"):
+        train_and_evaluate(finetune_config(tmp_path, pretrained, **{"model.mlp_dim": 48}), tmp_path)
+
+
+def test_init_from_refuses_another_vocabulary(tmp_path, pretrained) -> None:
+    config = finetune_config(tmp_path, pretrained, **{"data.vocab_path": None})
+    with pytest.raises(UserError, match="another vocabulary.*data.vocab_path="):
+        train_and_evaluate(config, tmp_path / "run")

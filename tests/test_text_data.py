@@ -1,0 +1,206 @@
+"""Tests of the text and sequence datasets: vocabularies, splits, windows, readers, TFDS paths."""
+
+import json
+
+import ml_collections
+import numpy as np
+import pytest
+
+from research.data import embedded, text, vocab
+from research.errors import UserError
+
+SAMPLE = "The quick brown fox jumps over the lazy dog.\nPack my box with five dozen liquor jugs!\n"
+
+
+def data_config(name: str, **fields) -> ml_collections.ConfigDict:
+    """A data config as an experiment builds it: base_config's data fields plus text_fields."""
+    config = ml_collections.ConfigDict(
+        {
+            "name": name,
+            "path": fields.pop("path", None),
+            "batch_size": 8,
+            "eval_batch_size": 8,
+            "validation_fraction": 0.1,
+            "tfds_data_dir": None,
+            "download": False,
+        }
+    )
+    config.update(text.text_fields(seq_len=fields.pop("seq_len", 16)))
+    config.update(fields)
+    return config
+
+
+def test_char_vocabulary_round_trip_and_unknown_characters() -> None:
+    vocabulary = vocab.build("char", [SAMPLE], 0)
+    assert vocabulary.tokens[:3] == ("[PAD]", "[CLS]", "[MASK]")
+    assert vocabulary.size == 3 + len(set(SAMPLE))
+    ids = vocabulary.encode(SAMPLE)
+    assert ids.dtype == np.int32 and ids.min() >= 3
+    assert vocabulary.decode(ids) == SAMPLE
+    restored = vocab.from_json(json.loads(json.dumps(vocabulary.to_json())))
+    assert restored.tokens == vocabulary.tokens
+    np.testing.assert_array_equal(vocabulary.encode("fox~"), restored.encode("fox~"))
+    assert vocabulary.encode("~")[0] == 0  # unseen in training: the pad/unknown id
+
+
+def test_wordpiece_vocabulary_round_trip() -> None:
+    lines = [SAMPLE, "the dog jumps", "a lazy fox"] * 20
+    vocabulary = vocab.build("wordpiece", lines, 120)
+    info = vocab.info(vocabulary)
+    assert (info["num_special"], info["cls_id"], info["mask_id"]) == (4, 2, 3)
+    assert vocabulary.tokenizer.token_to_id("[PAD]") == 0
+    ids = vocabulary.encode("The lazy dog jumps")
+    assert vocabulary.decode(ids) == "the lazy dog jumps"
+    restored = vocab.from_json(json.loads(json.dumps(info["vocabulary"])))
+    np.testing.assert_array_equal(
+        restored.encode("quick brown zebra"), vocabulary.encode("quick brown zebra")
+    )
+    assert restored.size == vocabulary.size == info["vocab_size"]
+
+
+def test_unknown_tokenizer_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="data.tokenizer='bpe'"):
+        vocab.build("bpe", [SAMPLE], 10)
+
+
+def test_positional_split_is_90_5_5_in_order() -> None:
+    content = "".join(chr(65 + i % 26) for i in range(2000))
+    parts = text.positional_split(content)
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [1800, 100, 100]
+    assert parts["train"] + parts["val"] + parts["test"] == content
+
+
+@pytest.mark.parametrize("length", [2, 65, 100, 129])
+def test_windows_share_one_token_and_their_targets_tile_the_text(length: int) -> None:
+    ids = np.arange(1, length + 1, dtype=np.int32)
+    rows = text.windows(ids, 64)
+    assert rows.shape == (-(-(length - 1) // 64), 65)
+    np.testing.assert_array_equal(rows[1:, 0], rows[:-1, -1])  # one shared token
+    targets = rows[:, 1:].ravel()
+    np.testing.assert_array_equal(targets[targets != 0], ids[1:])  # each target exactly once
+    assert np.all(targets[length - 1 :] == 0)  # the rest is padding
+
+
+def test_text_file_splits_by_position_with_a_train_only_vocabulary(tmp_path) -> None:
+    path = tmp_path / "corpus.txt"
+    content = "abcdefghij" * 90 + "xyz" * 30 + "#" * 10  # '#' occurs only in the test 5%
+    path.write_text(content, encoding="utf-8")
+    dataset = text.LOADERS["text_file"](data_config("text_file", path=str(path), seq_len=16))
+    vocabulary = vocab.from_json(dataset.info["vocabulary"])
+    assert "#" not in vocabulary.tokens and "z" not in vocabulary.tokens
+    parts = text.positional_split(content)
+    for split in ("train", "val"):
+        tokens = dataset.splits[split]["tokens"]
+        assert tokens.shape[1] == 17
+        decoded = vocabulary.decode(t for t in tokens[:, 1:].ravel() if t)
+        assert decoded == parts[split][1:].replace("x", "").replace("y", "").replace("z", "")
+    assert not dataset.splits["test"]["tokens"][:, 1:].any()  # test text is all unseen: pads
+
+
+def test_python_docs_is_the_offline_default() -> None:
+    dataset = text.LOADERS["python_docs"](data_config("python_docs", seq_len=128))
+    sizes = {s: dataset.size(s) for s in ("train", "val", "test")}
+    assert sizes["train"] > 3000 and 150 < sizes["val"] < 200 and 150 < sizes["test"] < 200
+    assert 90 < dataset.info["vocab_size"] < 200
+
+
+def test_missing_or_non_utf8_files_are_user_errors(tmp_path) -> None:
+    with pytest.raises(UserError, match="--config.data.path=FILE"):
+        text.LOADERS["text_file"](data_config("text_file"))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"caf\xe9\n")
+    with pytest.raises(UserError, match="not UTF-8"):
+        text.LOADERS["text_file"](data_config("text_file", path=str(latin)))
+
+
+def test_read_labelled_lines_and_tsv(tmp_path) -> None:
+    lines = tmp_path / "lines.txt"
+    lines.write_text("1 a fine film\n0 dull , dull\n\n2 so-so\n", encoding="utf-8")
+    arrays = text.read_labelled(str(lines))
+    assert list(arrays["text"]) == ["a fine film", "dull , dull", "so-so"]
+    np.testing.assert_array_equal(arrays["label"], [1, 0, 2])
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("sentence\tlabel\nit works\t1\nit does not\t0\n", encoding="utf-8")
+    arrays = text.read_labelled(str(tsv))
+    assert list(arrays["text"]) == ["it works", "it does not"]
+    np.testing.assert_array_equal(arrays["label"], [1, 0])
+
+
+@pytest.mark.parametrize(
+    "content, line",
+    [("1 good\npositive great\n", 2), ("1 good\n0\n", 2), ("sentence\tlabel\nok\n", 2)],
+)
+def test_read_labelled_names_file_and_line_of_a_bad_line(tmp_path, content, line) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=f"bad.txt, line {line}: expected"):
+        text.read_labelled(str(path))
+
+
+def test_labelled_text_rows_start_with_cls_and_are_padded(tmp_path) -> None:
+    train = tmp_path / "train.txt"
+    train.write_text("".join(f"{i % 2} {'good ' * (i % 5 + 1)}film\n" for i in range(50)))
+    dev = tmp_path / "dev.txt"
+    dev.write_text("0 film good\n1 good good film\n")
+    config = data_config(
+        "labelled_text", path=str(train), val_path=str(dev), seq_len=5, tokenizer="wordpiece"
+    )
+    dataset = text.LOADERS["labelled_text"](config)
+    sizes = {s: dataset.size(s) for s in ("train", "val", "test")}
+    assert sizes == {"train": 45, "val": 2, "test": 5}  # test carved from train, then val read
+    info = dataset.info
+    assert info["num_classes"] == 2
+    vocabulary = vocab.from_json(info["vocabulary"])
+    val = dataset.splits["val"]["tokens"]
+    assert val.shape == (2, 5) and np.all(val[:, 0] == info["cls_id"])
+    assert [vocabulary.decode(row) for row in val] == ["film good", "good good film"]
+    np.testing.assert_array_equal(val[:, 4], [0, 0])  # padded
+    np.testing.assert_array_equal(dataset.splits["val"]["label"], [0, 1])
+    assert dataset.splits["train"]["tokens"][:, -1].any()  # longer sentences are cut at seq_len
+
+
+def test_vocab_path_reuses_a_saved_vocabulary(tmp_path) -> None:
+    saved = vocab.build("char", ["zyx"], 0)
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps(saved.to_json()))
+    content = tmp_path / "c.txt"
+    content.write_text("xyz" * 100)
+    config = data_config("text_file", path=str(content), vocab_path=str(path))
+    dataset = text.LOADERS["text_file"](config)
+    assert dataset.info["vocabulary"] == saved.to_json()
+
+
+def test_digits_rows_are_the_digits_read_row_by_row() -> None:
+    config = data_config("digits_rows")
+    rows, images = text.LOADERS["digits_rows"](config), embedded.digits(config)
+    np.testing.assert_array_equal(
+        rows.splits["train"]["image"], images.splits["train"]["image"][..., 0]
+    )
+    assert rows.info["input_shape"] == (8, 8) and rows.info["num_classes"] == 10
+
+
+@pytest.fixture(scope="module")
+def tfds():
+    from research.data.tfds_source import import_tfds
+
+    return import_tfds()
+
+
+@pytest.mark.parametrize(
+    "name, fields, shape",
+    [
+        ("tiny_shakespeare", {}, (17,)),
+        ("glue/sst2", {"tokenizer": "wordpiece", "vocab_size": 200}, (16,)),
+        ("imdb_reviews", {"tokenizer": "wordpiece", "vocab_size": 200}, (16,)),
+        ("mnist_rows", {}, (28, 28)),
+    ],
+)
+def test_tfds_sources_with_mock_data(tfds, name, fields, shape) -> None:
+    with tfds.testing.mock_data(num_examples=20):
+        dataset = text.LOADERS[name](data_config(name, **fields))
+    key = "image" if name == "mnist_rows" else "tokens"
+    for split in ("train", "val", "test"):
+        assert dataset.splits[split][key].shape[1:] == shape
+    if name in ("glue/sst2", "imdb_reviews"):
+        assert dataset.info["num_classes"] == 2
+        assert (dataset.size("train"), dataset.size("val"), dataset.size("test")) == (18, 2, 20)
