@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "curvature": 4.0,
         "w0": 1.0,
         "quadratic_steps": 40,
-        # Multiples of eta_opt = 1 / lambda_max tried on the network, past 2 to find where it breaks.
+        # Multiples of eta_opt = 1 / lambda_max for the network, past 2 to find where it breaks.
         "network_multiples": (0.5, 1.0, 1.5, 2.5, 4.0, 16.0),
     }
     return config

@@ -25,9 +25,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.num_epochs = 1 if quick else 4
     config.train.keep_checkpoints = 1
     config.study = {
-        "depths": (8, 14) if quick else (8, 20, 56),
-        "lengths": (10, 20) if quick else (10, 50, 100, 200),
-        "rnn_steps": 30 if quick else 1500,
+        "depths": (8,) if quick else (8, 20, 56),
+        "lengths": (10,) if quick else (10, 50, 100, 200),
+        "rnn_steps": 10 if quick else 1500,
         "rnn_hidden_size": 32,
         "rnn_learning_rate": 3e-3,
         "rnn_batch_size": 32 if quick else 64,

@@ -7,12 +7,13 @@ and exits with the worst exit status. It never listens on anything but the loopb
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from research.train import distributed
 
 flags.DEFINE_integer("num_processes", 2, "Number of launch.train processes.")
 flags.DEFINE_integer("devices_per_process", 1, "Simulated CPU devices per process.")
@@ -24,12 +25,6 @@ flags.DEFINE_integer(
     "does that) before they are killed.",
 )
 FLAGS = flags.FLAGS
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def process_env(devices: int) -> dict[str, str]:
@@ -68,7 +63,7 @@ def wait_all(processes: list[subprocess.Popen], grace_s: float) -> int:
 
 
 def main(argv: list[str]) -> None:
-    port = FLAGS.port or free_port()
+    port = FLAGS.port or distributed.free_loopback_port()
     processes = start(argv[1:], FLAGS.num_processes, FLAGS.devices_per_process, port)
 
     def forward(signum, _frame):

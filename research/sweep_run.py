@@ -7,6 +7,7 @@ JAX is imported only by the executors that train in this process, so submitit's 
 which unpickle `run_command` from this module, start fast.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -121,6 +122,43 @@ def run_command(command: list[str], cwd: str, workdir: str) -> int:
         tail = (point_dir / OUTPUT_FILE).read_text()[-_ERROR_TAIL:]
         record_failure(point_dir, f"exit status {code} from: {' '.join(command)}\n{tail}")
     return code
+
+
+@contextlib.contextmanager
+def compilation_cache(directory: pathlib.Path, in_process: bool):
+    """JAX's persistent compilation cache, shared by this process and the workers it starts.
+
+    It is keyed by the compiled program, so points whose programs are identical (points that
+    differ only in seed, a resumed point, a rerun) compile once; fresh closures per point defeat
+    JAX's in-memory caches, and the learning rate is a constant of the train step's program.
+    """
+    settings = {
+        "jax_compilation_cache_dir": str(directory),
+        "jax_persistent_cache_min_compile_time_secs": 0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    saved_env = {key.upper(): os.environ.get(key.upper()) for key in settings}
+    os.environ.update({key.upper(): str(value) for key, value in settings.items()})
+    if in_process:
+        import jax
+        from jax.experimental.compilation_cache import compilation_cache as cache
+
+        saved = {key: getattr(jax.config, key) for key in settings}
+        for key, value in settings.items():
+            jax.config.update(key, value)
+        cache.reset_cache()  # the cache is set up at the first compile; redo it with these
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if in_process:
+            for key, value in saved.items():
+                jax.config.update(key, value)
+            cache.reset_cache()
 
 
 def _value_flag(value: Any) -> str:
@@ -252,14 +290,16 @@ def run_sweep(
         _start(point, workdir)
     start = time.time()
     commands = [train_command(spec, p, d, overrides or {}) for p, d in zip(todo, dirs, strict=True)]
-    if todo and executor == "vmap":
-        _run_vmap(todo, dirs, root)
-    elif todo and executor == "slurm":
-        _run_slurm(commands, dirs, root, slurm or SlurmOptions())
-    elif todo and parallel == 1:
-        _run_in_process(todo, dirs)
-    elif todo:
-        _run_processes(commands, dirs, parallel)
+    in_process = executor == "vmap" or (executor == "local" and parallel == 1)
+    with compilation_cache(root / ".jax_cache", in_process and bool(todo)):
+        if todo and executor == "vmap":
+            _run_vmap(todo, dirs, root)
+        elif todo and executor == "slurm":
+            _run_slurm(commands, dirs, root, slurm or SlurmOptions())
+        elif todo and parallel == 1:
+            _run_in_process(todo, dirs)
+        elif todo:
+            _run_processes(commands, dirs, parallel)
     outcome.seconds = time.time() - start
     for point, workdir in zip(todo, dirs, strict=True):
         if (workdir / ERROR_FILE).exists():

@@ -44,7 +44,7 @@ def test_bench_writes_its_fields_and_a_second_run_hits_the_cache(tmp_path) -> No
     assert first["overrides"] == {"model.features": "(8, 16)"}
     assert first["flops_per_example"] > 1e4
     assert first["synthetic_examples_per_sec"] > 0 and first["pipeline_examples_per_sec"] > 0
-    assert first["pipeline_over_synthetic"] > 0
+    assert first["pipeline_over_synthetic"] > 0 and first["input_ms_per_batch"] > 0
     assert first["achieved_flops_per_sec"] > 0
     assert first["mfu"] is None and first["peak_flops_per_sec"] is None  # CPU: no known peak
     assert not first["compile_cache_hit"] and any(cache.iterdir())

@@ -39,7 +39,7 @@ def layer_gradient_norms(
         )
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-    grads = jax.jit(jax.grad(loss))(variables["params"])
+    grads = jax.grad(loss)(variables["params"])  # once: compiling a deep net costs more
     kernels = [
         ("/".join(str(k.key) for k in path), leaf)
         for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]

@@ -19,6 +19,7 @@ def write(
     note: str = "",
 ) -> dict[str, Any]:
     """Writes the verdict files and returns their content, so the launcher can print it."""
+    held = bool(held)  # numpy comparisons give np.bool_, which JSON refuses
     lines = [
         f"# {title}",
         "",

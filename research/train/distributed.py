@@ -3,6 +3,7 @@ backend starts. Flags are parsed in launch/; this module only acts on the values
 """
 
 import os
+import socket
 
 import jax
 
@@ -58,6 +59,13 @@ def initialize(
         heartbeat_timeout_seconds=heartbeat_timeout_s,
     )
     return how
+
+
+def free_loopback_port() -> int:
+    """A port on 127.0.0.1 that is free now, for a coordinator on this machine."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def request_deterministic_gpu() -> None:

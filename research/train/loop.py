@@ -170,7 +170,12 @@ def restore_best_state(
     info = {"vocab_size": json.loads((workdir / "vocab.json").read_text())["vocab_size"]}
     model = build_model(config.model.name, **_model_kwargs(config.model, info))
     tx = make_optimizer(config.optimizer, 1, config.train.num_epochs)
-    target = create_state(model, tx, jnp.ones((1, 1), jnp.int32), jax.random.key(0))
+    init = lambda key: create_state(model, tx, jnp.ones((1, 1), jnp.int32), key)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(  # shapes only: nothing is computed before the restore
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+        jax.eval_shape(init, jax.random.key(0)),
+    )
     checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
     restored = checkpointer.restore_best(target)
     checkpointer.close()
@@ -181,7 +186,7 @@ def restore_best_state(
 
 def init_encoder_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
     """`state` with params["encoder"] copied from the best checkpoint of the run in `workdir`."""
-    _, _, source = restore_best_state(workdir)
+    _, _, source = restore_best_state(workdir)  # checks first that the files are there
     source_vocabulary = json.loads((pathlib.Path(workdir) / "vocab.json").read_text())
     if info.get("vocabulary") != source_vocabulary:
         raise UserError(

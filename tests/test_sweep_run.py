@@ -1,0 +1,151 @@
+"""The sweep runner: every point's record, skipping, resuming, failures, the CLI and submitit."""
+
+import collections
+import csv
+import json
+
+import jax
+import pytest
+from conftest import ROOT, metrics_without_timing, run_module
+
+from research import config as config_lib
+from research.errors import UserError
+from research.sweep_run import SlurmOptions, load_points, run_sweep
+
+TINY = {"train.num_epochs": 1, "model.hidden_sizes": (16,), "data.batch_size": 64}
+TINY_FLAGS = [f"--config.{key}={value!r}" for key, value in TINY.items()]
+
+
+def _experiment(tmp_path, sweep: str | None) -> str:
+    """A digits_mlp experiment file whose sweep() returns `sweep` (none if None)."""
+    body = "from experiments.digits_mlp import get_config  # noqa: F401\n"
+    body += "from research.sweep import axis, chain, product  # noqa: F401\n"
+    if sweep is not None:
+        body += f"\n\ndef sweep():\n    return {sweep}\n"
+    path = tmp_path / "experiment.py"
+    path.write_text(body)
+    return str(path)
+
+
+def _points(spec: str):
+    config = config_lib.load(spec)
+    config.unlock()
+    config_lib.apply_overrides(config, TINY)
+    config.lock()
+    return load_points(spec, config)
+
+
+def test_a_missing_sweep_or_a_bad_key_fails_before_anything_runs(tmp_path):
+    with pytest.raises(UserError, match=r"defines no sweep\(\)"):
+        _points(_experiment(tmp_path, None))
+    with pytest.raises(UserError, match=r"Sweep point 1 .*'optimizer\.learnin_rate'"):
+        _points(_experiment(tmp_path, "[{'seed': 1}, {'optimizer.learnin_rate': 0.1}]"))
+    assert not list(tmp_path.glob("*/"))
+
+
+@pytest.mark.slow
+def test_local_sweep_records_skips_resumes_and_reuses_compiled_programs(tmp_path):
+    spec = _experiment(
+        tmp_path, "product(axis('optimizer.learning_rate', [1e-2, 3e-2]), axis('seed', [0, 1]))"
+    )
+    points, root = _points(spec), tmp_path / "sweep"
+    outcome = run_sweep(spec, points, root)
+    assert outcome.line() == "4 finished, 0 failed, 0 skipped"
+    names = ["000-lr=0.01,seed=0", "001-lr=0.01,seed=1", "002-lr=0.03,seed=0", "003-lr=0.03,seed=1"]
+    assert [p.name for p in points] == names
+    for point in points:
+        directory = root / point.name
+        for name in ("config.json", "metrics.jsonl", "summary.json", "learning_curves.png"):
+            assert (directory / name).exists(), (point.name, name)
+        assert json.loads((directory / "sweep_point.json").read_text()) == {
+            "index": point.index,
+            "name": point.name,
+            "overrides": point.overrides,
+        }
+        saved = json.loads((directory / "config.json").read_text())
+        assert saved["optimizer"]["learning_rate"] == point.overrides["optimizer.learning_rate"]
+        assert saved["model"]["hidden_sizes"] == [16] and saved["seed"] == point.overrides["seed"]
+    with (root / "results.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [(r["name"], r["status"], r["steps"]) for r in rows] == [
+        (name, "finished", "20") for name in names
+    ]
+    assert "| 0.03 | 2 |" in (root / "report.md").read_text()  # 2 seeds averaged
+
+    assert run_sweep(spec, points, root).line() == "0 finished, 0 failed, 4 skipped"
+
+    # A point killed after its last checkpoint, before its test row, resumes to the same record.
+    before = metrics_without_timing(root / names[1])
+    metrics = root / names[1] / "metrics.jsonl"
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:-1]))
+    (root / names[1] / "summary.json").unlink()
+    assert run_sweep(spec, points, root).line() == "1 finished, 0 failed, 3 skipped"
+    assert metrics_without_timing(root / names[1]) == before
+
+    # A new seed runs programs identical to seed 0's: all come from the compilation cache.
+    events = collections.Counter()
+    listener = lambda event, **_: events.update([event])  # noqa: E731
+    jax.monitoring.register_event_listener(listener)
+    try:
+        more = _points(
+            _experiment(
+                tmp_path,
+                "chain(" + _sweep_of(points) + ", [{'optimizer.learning_rate': 1e-2, 'seed': 2}])",
+            )
+        )
+        assert run_sweep(spec, more, root).line() == "1 finished, 0 failed, 4 skipped"
+    finally:
+        jax.monitoring.unregister_event_listener(listener)
+    assert events["/jax/compilation_cache/cache_misses"] == 0
+    assert events["/jax/compilation_cache/cache_hits"] >= 3  # init, train step, eval step
+
+
+def _sweep_of(points) -> str:
+    return repr([point.overrides for point in points])
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_cli_records_a_failing_point_finishes_the_others_and_retries_it(tmp_path):
+    # The last point's batch is larger than the training split, so its loop raises.
+    spec = _experiment(
+        tmp_path,
+        "[{'optimizer.learning_rate': 1e-2}, {'data.batch_size': 5000}]",
+    )
+    command = ["--config=" + spec, f"--workdir={tmp_path / 'sweep'}", "--parallel=2", *TINY_FLAGS]
+    first = run_module("launch.sweep", *command)
+    assert first.returncode == 1, first.stderr
+    assert first.stdout.splitlines()[-1].startswith("1 finished, 1 failed, 0 skipped in ")
+    failed = tmp_path / "sweep" / "001-bs=5000"
+    assert (
+        "data.batch_size=5000 is larger than the training split"
+        in (failed / "error.txt").read_text()
+    )
+    assert "| 001-bs=5000 | failed |" in (tmp_path / "sweep" / "report.md").read_text()
+    assert (tmp_path / "sweep" / "000-lr=0.01" / "summary.json").exists()
+
+    (failed / "error.txt").write_text("stale\n")
+    again = run_module("launch.sweep", *command)
+    assert again.returncode == 1
+    assert again.stdout.splitlines()[-1].startswith("0 finished, 1 failed, 1 skipped in ")
+    assert "larger than the training split" in (failed / "error.txt").read_text()  # retried
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_slurm_executor_through_submitits_local_cluster(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the array task runs launch.train from the working directory
+    spec = _experiment(tmp_path, "[{'optimizer.learning_rate': 1e-2}]")
+    slurm = SlurmOptions(cluster="local", timeout_min=5, cpus_per_task=1)
+    outcome = run_sweep(
+        spec,
+        _points(spec),
+        tmp_path / "sweep",
+        "slurm",
+        slurm=slurm,
+        overrides={key: repr(value) for key, value in TINY.items()},
+    )
+    assert outcome.line() == "1 finished, 0 failed, 0 skipped"
+    summary = json.loads((tmp_path / "sweep" / "000-lr=0.01" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 1294 // 64
+    assert list((tmp_path / "sweep" / "slurm_logs").glob("*_0_log.out"))
