@@ -1,6 +1,6 @@
 """One-time converter: the CIFAR-10 subset's PNG strips into an image folder DIR/<split>/<class>/.
 
-`python -m launch.cifar_subset_to_folder --src=../shared/data/cifar10_subset --out=DIR`
+`python -m launch.cifar_subset_to_folder --subset=../shared/data/cifar10_subset --folder=DIR`
 writes DIR/train (4,000 images) and DIR/test (1,000) as lossless PNGs, readable by
 data.name=image_folder. See the subset's SOURCES.md for the strip format.
 """
@@ -29,8 +29,8 @@ TEST_BATCH = 50
 TRAIN_SIZE = 50_000
 BATCH_ROWS = 1000
 
-flags.DEFINE_string("src", "../shared/data/cifar10_subset", "Folder with the PNG strips.")
-flags.DEFINE_string("out", "runs/data/cifar10_subset", "Image folder to write.")
+flags.DEFINE_string("subset", "../shared/data/cifar10_subset", "Folder with the PNG strips.")
+flags.DEFINE_string("folder", "runs/data/cifar10_subset", "Image folder to write.")
 FLAGS = flags.FLAGS
 
 
@@ -61,8 +61,8 @@ def convert(src: pathlib.Path, out: pathlib.Path) -> dict[str, int]:
 
 def main(argv: list[str]) -> None:
     del argv
-    counts = convert(pathlib.Path(FLAGS.src), pathlib.Path(FLAGS.out))
-    print(f"wrote {counts} images to {FLAGS.out}", flush=True)
+    counts = convert(pathlib.Path(FLAGS.subset), pathlib.Path(FLAGS.folder))
+    print(f"wrote {counts} images to {FLAGS.folder}", flush=True)
 
 
 if __name__ == "__main__":

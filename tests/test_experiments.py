@@ -39,7 +39,8 @@ def test_model_config_builds_a_registered_model(experiment) -> None:
     _, config = experiment
     assert config.model.name in names()
     kwargs = {key: value for key, value in config.model.items() if key != "name"}
-    build_model(config.model.name, num_classes=10, **kwargs)  # unknown fields raise TypeError
+    model = build_model(config.model.name, **kwargs)  # unknown fields raise TypeError
+    assert all(hasattr(model, key) for key in kwargs)
 
 
 def test_sweep_expands_into_valid_points(experiment) -> None:

@@ -135,18 +135,21 @@ def test_quick_study_writes_figures_and_verdict(name: str, tmp_path: pathlib.Pat
 
 def test_launcher_runs_a_study(tmp_path: pathlib.Path) -> None:
     result = run_module(
-        "launch.lecture",
-        "--config=experiments/lecture_softmax_temperature.py:quick",
+        "launch.lectures",
+        "--only=softmax_temperature",
+        "--quick",
         f"--workdir={tmp_path}",
         "--config.study.betas=(0.0, 1.0, 100.0)",
     )
     assert result.returncode == 0, result.stderr
     assert "Lecture 6: softmax temperature: held" in result.stdout
-    assert (tmp_path / "softmax_temperature.png").exists()
+    assert (tmp_path / "softmax_temperature" / "softmax_temperature.png").exists()
+    index = (tmp_path / "lectures.md").read_text()
+    assert "softmax temperature: **held**" in index
+    assert "](softmax_temperature/softmax_temperature.png)" in index
 
 
-def test_launcher_refuses_a_file_without_run(tmp_path: pathlib.Path) -> None:
-    result = run_module(
-        "launch.lecture", "--config=experiments/digits_mlp.py", f"--workdir={tmp_path}"
-    )
+def test_launcher_refuses_an_unknown_study(tmp_path: pathlib.Path) -> None:
+    result = run_module("launch.lectures", "--only=digits_mlp", f"--workdir={tmp_path}")
     assert result.returncode == 2 and "not a lecture study" in result.stderr
+    assert "softmax_temperature" in result.stderr

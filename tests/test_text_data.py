@@ -100,7 +100,8 @@ def test_text_file_splits_by_position_with_a_train_only_vocabulary(tmp_path) -> 
 def test_python_docs_is_the_offline_default() -> None:
     dataset = text.LOADERS["python_docs"](data_config("python_docs", seq_len=128))
     sizes = {s: dataset.size(s) for s in ("train", "val", "test")}
-    assert sizes["train"] > 3000 and 150 < sizes["val"] < 200 and 150 < sizes["test"] < 200
+    assert sizes["train"] > 3000  # ~465k characters in Python 3.11
+    assert abs(sizes["val"] - sizes["train"] / 18) < 2 and abs(sizes["test"] - sizes["val"]) < 2
     assert 90 < dataset.info["vocab_size"] < 200
 
 

@@ -12,7 +12,12 @@ import orbax.checkpoint as ocp
 
 
 def _manager(directory: pathlib.Path, max_to_keep: int) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    # Both managers save the same step at once; in a multi-process run their barriers (named by
+    # step) would collide without a prefix of their own.
+    multiprocessing = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=directory.name)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, multiprocessing_options=multiprocessing
+    )
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 

@@ -161,6 +161,7 @@ def train_group(
     step_fn = step_fn.lower(group, active_mask(), batch_at(0, 0)).compile()
     meta["compile_time"] += time.time() - compile_start
     segment_start = epoch_start = time.time()
+    startup = segment_start - start_time
     sums, active = None, active_mask()
     for step in range(start_step, total_steps):
         if all(m["stopped"] for m in meta["points"]):
@@ -177,6 +178,7 @@ def train_group(
         sums_host = jax.device_get(sums)
         improved = []
         wall_time = meta["wall_time"] + time.time() - segment_start
+        trained = sum(not m["stopped"] for m in meta["points"]) * steps_per_epoch * batch_size
         for i, point_meta in enumerate(meta["points"]):
             if point_meta["stopped"]:
                 improved.append(False)
@@ -193,7 +195,7 @@ def train_group(
         print(
             f"vmap group of {len(points)}: epoch {epoch + 1}/{num_epochs}  val {task.target} "
             + " ".join(f"{v[task.target]:.4f}" for v in val)
-            + f"  {len(points) * steps_per_epoch * batch_size / seconds:,.0f} examples/s",
+            + f"  {trained / seconds:,.0f} examples/s",
             flush=True,
         )
         group = keep_best(group, jnp.asarray(improved))
@@ -223,7 +225,8 @@ def train_group(
             examples_per_sec=point_meta["trained_examples"] / max(meta["train_time"], 1e-9),
             compile_time=meta["compile_time"],
             wall_time=wall_time,
-            startup=segment_start - start_time,
+            startup=startup,
+            devices=1,
             executor="vmap",
             vmap_group_size=len(points),
         )
