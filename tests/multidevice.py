@@ -1,9 +1,10 @@
 """Helpers for tests that run `launch.train` on simulated CPU devices and several processes.
 
 One small digits LeNet run (60 steps) serves every scale-out test, so runs on different
-topologies can be compared with each other.
+topologies can be compared with each other and with one 1-device reference per session.
 """
 
+import fcntl
 import math
 import os
 import pathlib
@@ -92,6 +93,20 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
         raise
     assert process.returncode == 0, stderr[-3000:]
     return stdout
+
+
+@pytest.fixture(scope="session")
+def one_device_run(tmp_path_factory) -> pathlib.Path:
+    """The 1-device reference run, made once per session even when xdist workers share it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # This session's, shared by its workers.
+    workdir = root / "one_device_reference"
+    with open(root / "one_device_reference.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (workdir / "summary.json").exists():
+            finish(start_train(workdir, 1))
+    return workdir
 
 
 def wait_for_epoch_record(workdir: pathlib.Path, epoch: int, process, timeout: float = 240):

@@ -9,7 +9,13 @@ import ml_collections
 import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import PartitionSpec
-from multidevice import assert_close_runs, finish, leftovers_killed, start_train  # noqa: F401
+from multidevice import (  # noqa: F401
+    assert_close_runs,
+    finish,
+    leftovers_killed,
+    one_device_run,
+    start_train,
+)
 
 from research.errors import UserError
 from research.train import sharding
@@ -63,14 +69,14 @@ def test_non_divisible_batch_stops_the_run_before_compiling(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, request):
     """The same 60 steps on 1 device, 8 devices (data) and 8 devices (fsdp=2 x data=4)."""
-    workdirs = {name: tmp_path_factory.mktemp(name) for name in ("one", "data8", "fsdp2")}
+    workdirs = {name: tmp_path_factory.mktemp(name) for name in ("data8", "fsdp2")}
     processes = [
-        start_train(workdirs["one"], 1),
         start_train(workdirs["data8"], 8),
         start_train(workdirs["fsdp2"], 8, "--config.mesh.fsdp=2", "--config.mesh.fsdp_min_size=16"),
     ]
+    workdirs["one"] = request.getfixturevalue("one_device_run")  # Meanwhile, if not made yet.
     for process in processes:
         finish(process)
     return workdirs

@@ -3,6 +3,11 @@
 import collections
 import csv
 import json
+import os
+import shutil
+import socket
+import subprocess
+import time
 
 import jax
 import pytest
@@ -149,3 +154,75 @@ def test_slurm_executor_through_submitits_local_cluster(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "sweep" / "000-lr=0.01" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == 1294 // 64
     assert list((tmp_path / "sweep" / "slurm_logs").glob("*_0_log.out"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def slurm_cluster(tmp_path, monkeypatch):
+    """A one-node SLURM cluster on this machine (Debian's slurm-wlm and munge), torn down after."""
+    daemons = ("slurmctld", "slurmd", "sbatch", "sinfo", "munge")
+    missing = [name for name in daemons if not shutil.which(name, path="/usr/sbin:/usr/bin")]
+    if missing or os.geteuid() != 0:
+        pytest.skip(f"needs root and slurmctld, slurmd, slurm-client, munge (missing {missing})")
+    if subprocess.run(["munge", "-n"], capture_output=True).returncode:
+        pytest.skip("munged is not running (start it: runuser -u munge -- /usr/sbin/munged)")
+    host, state = socket.gethostname(), tmp_path / "slurm"
+    state.mkdir()
+    conf = state / "slurm.conf"
+    conf.write_text(
+        f"ClusterName=test\nSlurmctldHost={host}\nSlurmUser=root\nSlurmdUser=root\n"
+        f"AuthType=auth/munge\nStateSaveLocation={state}\nSlurmdSpoolDir={state}/spool\n"
+        f"SlurmctldPidFile={state}/ctld.pid\nSlurmdPidFile={state}/d.pid\n"
+        f"SlurmctldPort={_free_port()}\nSlurmdPort={_free_port()}\n"
+        "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nMpiDefault=none\n"
+        "JobAcctGatherType=jobacct_gather/none\nSelectType=select/cons_tres\n"
+        "SelectTypeParameters=CR_CPU\nReturnToService=2\n"
+        f"NodeName={host} CPUs={os.cpu_count()} State=UNKNOWN\n"
+        "PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n"
+    )
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    logs = (state / "daemons.log").open("w")
+    started = [
+        subprocess.Popen(
+            [shutil.which(name, path="/usr/sbin"), "-D", "-f", str(conf)],
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+        )
+        for name in ("slurmctld", "slurmd")
+    ]
+    try:
+        for _ in range(60):
+            nodes = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+            if nodes.stdout.strip() == "idle":
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the test SLURM node never became idle: {nodes.stdout}{nodes.stderr}")
+        yield
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
+        logs.close()
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_slurm_executor_on_a_real_single_node_cluster(slurm_cluster, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    spec = _experiment(tmp_path, "[{'optimizer.learning_rate': 1e-2}]")
+    outcome = run_sweep(
+        spec,
+        _points(spec),
+        tmp_path / "sweep",
+        "slurm",
+        slurm=SlurmOptions(cluster="slurm", timeout_min=5, cpus_per_task=1),
+        overrides={key: repr(value) for key, value in TINY.items()},
+    )
+    assert outcome.line() == "1 finished, 0 failed, 0 skipped"
+    assert list((tmp_path / "sweep" / "slurm_logs").glob("*_submission.sh"))

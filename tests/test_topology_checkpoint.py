@@ -10,6 +10,7 @@ from multidevice import (  # noqa: F401
     assert_close_runs,
     finish,
     leftovers_killed,
+    one_device_run,
     preempt_after_epoch,
     start_train,
 )
@@ -18,12 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_preempted_on_8_devices_resumed_on_1_then_on_8_finishes_like_uninterrupted(
-    tmp_path_factory,
+    tmp_path, request
 ):
-    reference, workdir = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("moving")
-    uninterrupted = start_train(reference, 1)
-    preempt_after_epoch(start_train(workdir, 8), workdir, 1)
-    preempt_after_epoch(start_train(workdir, 1), workdir, 2)
-    assert "best val" in finish(start_train(workdir, 8))
-    finish(uninterrupted)
-    assert_close_runs(workdir, reference)
+    preempt_after_epoch(start_train(tmp_path, 8), tmp_path, 1)
+    preempt_after_epoch(start_train(tmp_path, 1), tmp_path, 2)
+    assert "best val" in finish(start_train(tmp_path, 8))
+    assert_close_runs(tmp_path, request.getfixturevalue("one_device_run"))

@@ -58,6 +58,12 @@ def initialize(
         initialization_timeout=timeout_s,
         heartbeat_timeout_seconds=heartbeat_timeout_s,
     )
+    # Orbax's barriers then wait in the coordination service (minutes) rather than in a gloo
+    # collective, which gives up when one process arrives 30 s after another.
+    import orbax.checkpoint  # noqa: F401  (defines the flag)
+    from absl import flags
+
+    flags.FLAGS.experimental_orbax_use_distributed_barrier = True
     return how
 
 

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-from jax.experimental import multihost_utils
+import orbax.checkpoint as ocp
 
 from research import config as config_lib
 from research import data as data_lib
@@ -76,8 +76,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, ov
             )
     if jax.process_index() == 0:
         records.write_json(saved, json.loads(config_lib.to_json(config)))
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("prepare_workdir")
+    ocp.multihost.sync_global_processes("prepare_workdir")  # No-op with one process.
 
 
 def _model_kwargs(config: ml_collections.ConfigDict, info: dict[str, Any]) -> dict[str, Any]:
