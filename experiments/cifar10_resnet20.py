@@ -1,7 +1,7 @@
 """ResNet-20 on CIFAR-10, the recipe of He et al. 2016 (section 4.2): 91.25% test accuracy.
 
 `:subset` trains on the 4,000-image subset converted by `python -m launch.cifar_subset_to_folder`
-(an image folder) with a 30-epoch schedule: about 25 minutes on 2 otherwise idle CPU cores.
+(an image folder) with a 30-epoch schedule: 65.5% test accuracy, 50 minutes on 2 busy CPU cores.
 """
 
 from research.config import base_config

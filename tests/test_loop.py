@@ -21,7 +21,7 @@ TRAIN_SIZE = 1294  # digits: 1797 - 359 test - 144 validation
 
 
 def test_one_step_lowers_the_loss_on_its_batch(make_config):
-    config = make_config("digits_lenet", **{"optimizer.learning_rate": 1e-2})
+    config = make_config("digits_lenet", **{"optimizer.learning_rate": 1e-3})
     dataset = data_lib.load(config.data)
     task = build_task(config.task, dataset.info)
     model = build_model(config.model.name, **_model_kwargs(config.model, dataset.info))

@@ -18,7 +18,10 @@ class MetricsLog:
 
     def __init__(self, workdir: pathlib.Path, resume_step: int):
         self.path = workdir / "metrics.jsonl"
-        kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+        # Test rows come last, from the best checkpoint; a resumed run writes them anew.
+        kept = [
+            r for r in read_metrics(self.path) if r["step"] <= resume_step and r["split"] != "test"
+        ]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         from tensorboardX import SummaryWriter
 
