@@ -32,6 +32,17 @@ def prepare(name: str, source: pathlib.Path, data_dir: str | None) -> str:
             f"raw files of {name!r} (for MNIST the four *-ubyte.gz files)."
         )
     dataset_builder = builder(name, data_dir)
+    registered = sorted(
+        info.filename or url.rsplit("/", 1)[-1]
+        for url, info in (dataset_builder.url_infos or {}).items()
+    )
+    missing = [filename for filename in registered if not (source / filename).is_file()]
+    if missing:
+        raise UserError(
+            f"{str(source)!r} lacks the official files of {name!r} that TFDS registers: "
+            f"{', '.join(missing)}. Copy them there under exactly these names (TFDS checks "
+            f"their checksums), then rerun."
+        )
     socket.socket.connect = _no_network  # A missing file must fail here, never download.
     try:
         dataset_builder.download_and_prepare(

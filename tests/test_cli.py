@@ -62,4 +62,6 @@ def test_prepare_data_from_a_folder_without_the_files_fails_without_network(tmp_
     result = run_module(
         "launch.prepare_data", "mnist", f"--from={tmp_path}", f"--data_dir={tmp_path / 'tfds'}"
     )
-    assert_clean_failure(result, "Could not prepare 'mnist'")
+    assert_clean_failure(
+        result, "lacks the official files of 'mnist'", "train-images-idx3-ubyte.gz"
+    )

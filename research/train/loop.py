@@ -48,7 +48,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, ov
     """Creates the workdir and config.json; refuses a config that differs from the saved one."""
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_probe"
+        probe = workdir / f".write_probe_{jax.process_index()}"  # One each: processes race.
         probe.write_text("")
         probe.unlink()
     except OSError as error:
