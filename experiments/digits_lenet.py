@@ -31,5 +31,6 @@ def sweep():
     return product(
         axis("optimizer.learning_rate", [1e-3, 3e-3, 1e-2]),
         axis("data.batch_size", [16, 32, 64]),
+        axis("train.num_epochs", [20, 40]),
         axis("seed", [0, 1, 2]),
     )
