@@ -476,11 +476,15 @@ def _train_and_evaluate(
 
 
 class _progress:
-    """A tqdm bar with rate and ETA on a terminal; one plain line per epoch otherwise."""
+    """A tqdm bar with rate and ETA on a terminal; one plain line per epoch otherwise.
+
+    Only process 0 reports, so a multi-host run prints each epoch once.
+    """
 
     def __init__(self, total: int, initial: int):
         self.bar = None
-        if sys.stderr.isatty():
+        self.quiet = jax.process_index() != 0
+        if sys.stderr.isatty() and not self.quiet:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
@@ -497,7 +501,7 @@ class _progress:
         )
         if self.bar:
             self.bar.set_postfix_str(text.split("  ", 1)[1])
-        else:
+        elif not self.quiet:
             print(text, flush=True)
 
     def close(self) -> None:
