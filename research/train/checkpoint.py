@@ -4,6 +4,7 @@ Orbax writes each checkpoint to a temporary directory and renames it when comple
 cut short (even by SIGKILL) is never restored; the loop's own position travels in `meta`.
 """
 
+import copy
 import pathlib
 from typing import Any
 
@@ -31,6 +32,8 @@ class Checkpointer:
 
     def save(self, state: Any, meta: dict, best: bool = False) -> None:
         step = int(jax.device_get(state.step))
+        # The JSON is written in the background while the loop goes on mutating `meta`: freeze it.
+        meta = copy.deepcopy(meta)
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self.latest.save(step, args=args, force=True)
         if best:
