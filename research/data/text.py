@@ -140,7 +140,7 @@ def read_labelled(path: str, key: str = "data.path") -> Arrays:
 
 def _tfds_arrays(config: ml_collections.ConfigDict, name: str, splits: dict[str, str]) -> dict:
     """Reads whole TFDS splits as numpy ({ours: {feature: array}}) from `splits` {ours: theirs}."""
-    from research.data.tfds_source import builder, import_tfds
+    from research.data.tfds_source import builder, import_tfds, read_prepared
 
     tfds = import_tfds()
     dataset_builder = builder(name, config.tfds_data_dir)
@@ -152,18 +152,7 @@ def _tfds_arrays(config: ml_collections.ConfigDict, name: str, splits: dict[str,
     def read() -> dict:
         return {ours: read_split(theirs) for ours, theirs in splits.items()}
 
-    try:
-        return read()
-    except AssertionError:  # TFDS's way of saying the dataset is not prepared.
-        if not config.download:
-            raise UserError(
-                f"TFDS dataset {name!r} is not prepared in {dataset_builder.data_dir!r}. Prepare "
-                f"it with `python -m launch.prepare_data {name} --from=DIR`, point "
-                "--config.data.tfds_data_dir at a prepared copy, or pass "
-                "--config.data.download=true."
-            ) from None
-        dataset_builder.download_and_prepare()
-        return read()
+    return read_prepared(dataset_builder, name, config.download, read)
 
 
 def _decode(strings: np.ndarray) -> np.ndarray:

@@ -5,6 +5,8 @@ index into arrays (see research.data.train_batch) instead of a replayed stream.
 """
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -63,6 +65,25 @@ def _read_split(dataset_builder, split: str, image_size: int | None = None) -> A
     }
 
 
+def read_prepared(dataset_builder, name: str, download: bool, read: Callable[[], Any]) -> Any:
+    """`read()`, or a UserError naming the fix when the dataset is not prepared on disk.
+
+    Downloads only when `download` is set, so an offline machine fails at once.
+    """
+    try:
+        return read()
+    except AssertionError:  # TFDS's way of saying the dataset is not prepared.
+        if not download:
+            raise UserError(
+                f"TFDS dataset {name!r} is not prepared in {dataset_builder.data_dir!r}. "
+                f"Prepare it from the official files on disk with `python -m launch.prepare_data "
+                f"{name} --from=DIR`, point --config.data.tfds_data_dir at a prepared "
+                f"copy, or let TFDS download it with --config.data.download=true."
+            ) from None
+        dataset_builder.download_and_prepare()
+        return read()
+
+
 def load(config: ml_collections.ConfigDict) -> Dataset:
     """Loads train and test of TFDS `config.name`; validation is carved from train.
 
@@ -72,18 +93,12 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     dataset_builder = builder(config.name, config.tfds_data_dir)
     size = config.get("image_size")  # set by experiments on variable-size images (ImageNet)
     names = {"train": "train", "test": TEST_SPLITS.get(config.name, "test")}
-    try:
-        splits = {split: _read_split(dataset_builder, name, size) for split, name in names.items()}
-    except AssertionError:  # TFDS's way of saying the dataset is not prepared.
-        if not config.download:
-            raise UserError(
-                f"TFDS dataset {config.name!r} is not prepared in {dataset_builder.data_dir!r}. "
-                f"Prepare it from the official files on disk with `python -m launch.prepare_data "
-                f"{config.name} --from=DIR`, point --config.data.tfds_data_dir at a prepared "
-                f"copy, or let TFDS download it with --config.data.download=true."
-            ) from None
-        dataset_builder.download_and_prepare()
-        splits = {split: _read_split(dataset_builder, name, size) for split, name in names.items()}
+    splits = read_prepared(
+        dataset_builder,
+        config.name,
+        config.download,
+        lambda: {split: _read_split(dataset_builder, name, size) for split, name in names.items()},
+    )
     train, val = carve_validation(splits["train"], config.validation_fraction)
     num_classes = dataset_builder.info.features["label"].num_classes
     info = image_info(train, num_classes)

@@ -405,7 +405,6 @@ def _train_and_evaluate(
     epoch_start, epoch_first_step = time.time(), start_step
     every = config.train.checkpoint_every_steps
     progress = _progress(total_steps, start_step)
-    status = "early_stopped" if meta["stopped"] else "finished"
     with _sigterm_flag() as sigterm:
         for step in range(start_step, total_steps):
             if meta["stopped"]:
@@ -424,16 +423,10 @@ def _train_and_evaluate(
                 val_metrics = evaluate(state, "val")
                 improved = end_epoch(meta, val_metrics, task, config.train.patience, epoch, step)
                 lr = float(jax.device_get(state.opt_state.hyperparams["learning_rate"]))
+                rate = examples / seconds
                 if log:
-                    rate, now = examples / seconds, wall_time()
-                    write_epoch(log, step, epoch, train_metrics, val_metrics, lr, rate, now)
-                progress.epoch(
-                    epoch + 1,
-                    config.train.num_epochs,
-                    train_metrics,
-                    val_metrics,
-                    examples / seconds,
-                )
+                    write_epoch(log, step, epoch, train_metrics, val_metrics, lr, rate, wall_time())
+                progress.epoch(epoch + 1, config.train.num_epochs, train_metrics, val_metrics, rate)
                 sums = None
                 meta.update(epoch_sums=None, wall_time=wall_time())
                 segment_start = time.time()
@@ -463,7 +456,7 @@ def _train_and_evaluate(
         test=test_metrics,
         examples_per_sec=meta["trained_examples"] / max(meta["train_time"], 1e-9),
         compile_time=meta["compile_time"],
-        wall_time=meta["wall_time"] + time.time() - segment_start,
+        wall_time=wall_time(),
         startup=startup_seconds,
         devices=mesh.size,
         mesh=dict(mesh.shape),
