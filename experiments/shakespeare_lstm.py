@@ -11,7 +11,7 @@ def shakespeare_data(config, arg):
     config.data.name = "text_file" if arg else "tiny_shakespeare"
     config.data.path = arg
     config.data.update(text_fields(seq_len=128))
-    config.data.batch_size = 64
+    config.data.batch_size = 32
     config.task.name = "char_lm"
 
 
@@ -24,7 +24,7 @@ def get_config(arg=None):
     config.optimizer.learning_rate = 2e-3
     config.optimizer.schedule = "cosine"
     config.optimizer.grad_clip_norm = 1.0
-    config.train.num_epochs = 20
+    config.train.num_epochs = 8
     return config
 
 

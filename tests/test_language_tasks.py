@@ -148,31 +148,35 @@ def test_digits_rows_lstm_learns_in_a_short_run(tmp_path) -> None:
 ENCODER = {"model.max_len": 32, "model.num_layers": 1, "model.num_heads": 2, "model.embed_dim": 32}
 
 
+def write_stsa_files(directory) -> None:
+    """Small stsa.binary.{train,dev,test} files in the SST-2 format: `<label> <sentence>`."""
+    for split in ("train", "dev", "test"):
+        lines = [f"{i % 2} x{CORPUS[i * 40 : i * 40 + 30].split()}" for i in range(40)]
+        (directory / f"stsa.binary.{split}").write_text("\n".join(lines))
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> str:
-    """A one-epoch character masked-LM run on a small text."""
+    """A one-epoch character masked-LM run on the sentences of SST-2-format files (their labels
+    unused), as `text_bert_mlm.py:DIR` pretrains for sst2_bert."""
     root = tmp_path_factory.mktemp("mlm")
-    corpus = root / "corpus.txt"
-    corpus.write_text(CORPUS[:10_000], encoding="utf-8")
+    write_stsa_files(root)
     overrides = {
-        "data.name": "text_file",
-        "data.path": str(corpus),
-        "data.seq_len": 31,
-        "data.batch_size": 16,
+        "data.tokenizer": "char",
+        "data.seq_len": 32,
+        "data.batch_size": 8,
         "model.mlp_dim": 64,
         "optimizer.warmup_epochs": 0.0,
         "train.num_epochs": 1,
         **ENCODER,
     }
-    train_and_evaluate(load("text_bert_mlm.py", overrides), root / "run")
+    train_and_evaluate(load(f"text_bert_mlm.py:{root}", overrides), root / "run")
     return str(root / "run")
 
 
 def finetune_config(tmp_path, pretrained: str, **overrides):
     """sst2_bert on stsa.binary files written in tmp_path, tokenized with the MLM's characters."""
-    for split in ("train", "dev", "test"):
-        lines = [f"{i % 2} x{CORPUS[i * 40 : i * 40 + 30].split()}" for i in range(40)]
-        (tmp_path / f"stsa.binary.{split}").write_text("\n".join(lines))
+    write_stsa_files(tmp_path)
     settings = {
         "init_from": pretrained,
         "data.tokenizer": "char",
@@ -215,5 +219,7 @@ def test_the_loop_refuses_a_mismatched_encoder(tmp_path, pretrained) -> None:
 
 def test_the_loop_refuses_another_vocabulary(tmp_path, pretrained) -> None:
     config = finetune_config(tmp_path, pretrained, **{"data.vocab_path": None})
+    # Other sentences give another character vocabulary than the pretraining files'.
+    (tmp_path / "stsa.binary.train").write_text("0 QWERTY ZXCV\n1 ASDF 0123\n" * 20)
     with pytest.raises(UserError, match="another vocabulary.*data.vocab_path="):
         train_and_evaluate(config, tmp_path / "run")

@@ -13,7 +13,7 @@ from research import data as data_lib
 from research.errors import UserError
 from research.models import build_model
 from research.tasks import build_task
-from research.train.loop import _model_kwargs, train_and_evaluate
+from research.train.loop import Diverged, _model_kwargs, train_and_evaluate
 from research.train.optim import make_optimizer
 from research.train.steps import create_state, make_eval_step, make_train_step
 
@@ -98,6 +98,17 @@ def test_early_stopping_stops_after_patience_and_tests_the_best_epoch(make_confi
     assert summary["epochs"] == 3 and summary["best"]["epoch"] == 3
     rerun = train_and_evaluate(config, tmp_path)
     assert rerun["steps"] == summary["steps"] and rerun["test"] == summary["test"]
+
+
+def test_a_diverging_run_stops_with_the_step_and_saves_nothing_from_that_epoch(
+    make_config, tmp_path
+):
+    # Plain SGD at 1e38 overflows the logits to inf in the first epoch (20 steps): the loss is NaN.
+    config = make_config(**{"optimizer.name": "sgd", "optimizer.learning_rate": 1e38})
+    with pytest.raises(Diverged, match=r"diverged by step 20: .* epoch 1 \(steps 1-20\) is nan"):
+        train_and_evaluate(config, tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
+    assert not list((tmp_path / "checkpoints" / "latest").iterdir())
 
 
 def test_mnist_lenet_experiment_runs_on_mock_tfds_data(make_config, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from research.errors import UserError
 from research.models import build_model
-from research.models.rnn import Bidirectional, LSTMCell, Recurrent, RNNCell, sample
+from research.models.rnn import Bidirectional, LSTMCell, Recurrent, RNNCell, pool, sample
 
 
 def count(params) -> int:
@@ -143,11 +143,12 @@ def test_scan_over_time_equals_python_loop_of_the_cell(cell_type):
     np.testing.assert_allclose(final, cell.hidden(carry), atol=1e-5)
 
 
-def test_padding_keeps_the_state_so_classifier_output_ignores_it():
+@pytest.mark.parametrize("pooling", ["final", "max", "mean"])
+def test_padding_keeps_the_state_so_classifier_output_ignores_it(pooling):
     lengths, vocab = [6, 3, 1], 11
     model = build_model(
         "rnn_classifier", vocab_size=vocab, embed_dim=4, hidden_size=5, num_layers=2,
-        cell="lstm", bidirectional=True, num_classes=3,
+        cell="lstm", bidirectional=True, num_classes=3, pooling=pooling,
     )  # fmt: skip
     tokens = padded_tokens(lengths, 6, vocab)
     logits, variables = jax.jit(model.init_with_output)(jax.random.key(0), tokens)
@@ -164,6 +165,20 @@ def test_final_state_is_the_state_at_the_last_real_token():
     (final, outputs), variables = jax.jit(layer.init_with_output)(jax.random.key(0), x, mask)
     np.testing.assert_allclose(final, outputs[jnp.arange(2), jnp.asarray([3, 1])], atol=1e-6)
     np.testing.assert_array_equal(outputs[~mask], 0)
+
+
+def test_pooling_reads_only_real_steps():
+    outputs = jnp.asarray(
+        [[[1.0, -5.0], [3.0, -2.0], [0.0, 0.0]], [[-4.0, -1.0], [0.0, 0.0], [0.0, 0.0]]]
+    )
+    mask = jnp.asarray([[True, True, False], [True, False, False]])
+    final = jnp.asarray([[3.0, -2.0], [-4.0, -1.0]])
+    np.testing.assert_array_equal(pool("final", final, outputs, mask), final)
+    # Padded outputs are 0, larger than every real value of the second row: max must skip them.
+    np.testing.assert_array_equal(pool("max", final, outputs, mask), [[3, -2], [-4, -1]])
+    np.testing.assert_array_equal(pool("mean", final, outputs, mask), [[2, -3.5], [-4, -1]])
+    with pytest.raises(UserError, match="model.pooling"):
+        pool("last", final, outputs, mask)
 
 
 def test_bidirectional_doubles_features_and_backward_reads_reversed():

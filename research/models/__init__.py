@@ -65,6 +65,13 @@ def default_config(name: str, **overrides: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(config)
 
 
+def data_fields(name: str) -> tuple[str, ...]:
+    """The `DATA_FIELDS` model `name` takes: a masked-LM on labelled text has no num_classes."""
+    _load_all()
+    fields = {field.name for field in dataclasses.fields(_lookup(name))}
+    return tuple(field for field in DATA_FIELDS if field in fields)
+
+
 def _lookup(name: str) -> type[nn.Module]:
     if name not in _REGISTRY:
         raise UserError(

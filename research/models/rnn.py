@@ -209,10 +209,13 @@ class RNNLanguageModel(nn.Module):
 
 @register("rnn_classifier")
 class RNNClassifier(nn.Module):
-    """Stacked (optionally bidirectional) RNN/LSTM whose final state is classified.
+    """Stacked (optionally bidirectional) RNN/LSTM whose summary of the sequence is classified.
 
-    Inputs are tokens [batch, time] (0 = pad) when `vocab_size` is set, else real-valued
-    features [batch, time, features] with no padding (e.g. an 8x8 image read row by row).
+    `pooling` picks the summary: "final" (the last real step's state, the classic reading),
+    "max" or "mean" over the last layer's outputs at real steps (max-pooling often helps short
+    sentences, where one strong word decides the label). Inputs are tokens [batch, time]
+    (0 = pad) when `vocab_size` is set, else real-valued features [batch, time, features] with
+    no padding (e.g. an 8x8 image read row by row).
     """
 
     vocab_size: int | None = None
@@ -222,6 +225,7 @@ class RNNClassifier(nn.Module):
     cell: str = "lstm"
     bidirectional: bool = False
     dropout_rate: float = 0.0
+    pooling: str = "final"
     num_classes: int = 10
     dtype: jnp.dtype = jnp.float32
 
@@ -244,7 +248,22 @@ class RNNClassifier(nn.Module):
         for i in range(self.num_layers):
             final, x = layer(name=f"layers_{i}")(dropout(x), mask)
         head = nn.Dense(self.num_classes, dtype=self.dtype, name="head")
-        return head(dropout(final)).astype(jnp.float32)
+        return head(dropout(pool(self.pooling, final, x, mask))).astype(jnp.float32)
+
+
+def pool(pooling: str, final: jax.Array, outputs: jax.Array, mask: jax.Array) -> jax.Array:
+    """Sequence summary [batch, features] of outputs [batch, time, features], mask [batch, time]."""
+    real = mask[..., None]
+    if pooling == "final":
+        return final
+    if pooling == "max":
+        return jnp.max(jnp.where(real, outputs, jnp.finfo(outputs.dtype).min), axis=1)
+    if pooling == "mean":
+        return jnp.sum(outputs * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1)
+    raise UserError(
+        f"Unknown pooling {pooling!r} in config key model.pooling. "
+        "Set --config.model.pooling to one of: final, max, mean."
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("model", "length"))

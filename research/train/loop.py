@@ -7,6 +7,7 @@ function of (seed, epoch, step) and the loop's own counters travel in the checkp
 
 import contextlib
 import json
+import math
 import pathlib
 import shutil
 import signal
@@ -25,7 +26,7 @@ import orbax.checkpoint as ocp
 from research import config as config_lib
 from research import data as data_lib
 from research.errors import UserError
-from research.models import DATA_FIELDS, build_model
+from research.models import build_model, data_fields
 from research.tasks import Task, build_task
 from research.train import records, sharding
 from research.train.checkpoint import Checkpointer
@@ -42,6 +43,19 @@ class Preempted(Exception):
     def __init__(self, step: int):
         super().__init__(f"preempted at step {step}; rerun to resume")
         self.step = step
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite; raised before the epoch is checkpointed."""
+
+    def __init__(self, epoch: int, first_step: int, last_step: int, loss: float):
+        super().__init__(
+            f"training diverged by step {last_step}: the mean training loss of epoch {epoch} "
+            f"(steps {first_step}-{last_step}) is {loss}. Nothing from that epoch was saved; "
+            "the last checkpoint is intact. Lower optimizer.learning_rate or set "
+            "optimizer.grad_clip_norm, then rerun in a new workdir or with --overwrite."
+        )
+        self.step = last_step
 
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, overwrite: bool):
@@ -82,7 +96,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, ov
 def _model_kwargs(config: ml_collections.ConfigDict, info: dict[str, Any]) -> dict[str, Any]:
     kwargs = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in config.items()}
     kwargs.pop("name")
-    for field in DATA_FIELDS:
+    for field in data_fields(config.name):
         if field in info:
             kwargs.setdefault(field, info[field])
     return kwargs
@@ -416,6 +430,9 @@ def _train_and_evaluate(
             progress.update(1)
             if index == steps_per_epoch - 1:
                 train_metrics = _averages(sums)
+                if not math.isfinite(train_metrics["loss"]):
+                    progress.close()
+                    raise Diverged(epoch + 1, epoch_first_step + 1, step + 1, train_metrics["loss"])
                 seconds = time.time() - epoch_start
                 examples = (step + 1 - epoch_first_step) * batch_size
                 meta["train_time"] += seconds
