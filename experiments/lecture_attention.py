@@ -1,6 +1,6 @@
 """Lecture claim: self-attention contextualises a word: in a masked-LM trained briefly on Python's
-help text, an ambiguous word attends to different words in two contexts and gets different
-vectors (heat maps of its attention weights)."""
+help text and the standard library's docstrings, an ambiguous word attends to different words in
+two contexts and gets different vectors (heat maps of its attention weights)."""
 
 import pathlib
 from typing import Any
@@ -17,7 +17,8 @@ from research.sweep import axis
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     quick = arg == "quick"
     config = base_config("lecture_attention")
-    config.data.name = "pydoc_topics"  # read by research.lectures.masked_lm, not research.data
+    # Read by research.lectures.masked_lm, not research.data; quick runs skip the docstrings.
+    config.data.name = "pydoc_topics" if quick else "pydoc_topics+docstrings"
     config.model = default_config(
         "bert_mlm",
         max_len=32,
@@ -49,7 +50,7 @@ def sweep() -> list[dict[str, Any]]:
 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
-    words = masked_lm.corpus_words()
+    words = masked_lm.corpus_words(docstrings=config.data.name.endswith("+docstrings"))
     vocab = masked_lm.Vocabulary(words, config.study.vocab_size)
     ids = vocab.encode(words)
     split = int(len(ids) * (1 - config.study.held_out_fraction))

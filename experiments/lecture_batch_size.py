@@ -11,7 +11,7 @@ from research.config import base_config
 from research.lectures import plots, verdict
 from research.models import default_config
 from research.sweep import axis, expand, product
-from research.train.loop import train_and_evaluate
+from research.train.loop import Diverged, train_and_evaluate
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -24,7 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.num_epochs = 1 if quick else 10
     config.train.keep_checkpoints = 1
     config.study = {
-        "learning_rates": (0.03, 0.3) if quick else (0.01, 0.03, 0.1, 0.3, 1.0),
+        "learning_rates": (0.03, 0.3) if quick else (0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
         "batch_sizes": (64, 256) if quick else (8, 32, 128, 512),
     }
     return config
@@ -45,12 +45,14 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, A
     rates, sizes = list(config.study.learning_rates), list(config.study.batch_sizes)
     accuracy = np.zeros((len(sizes), len(rates)))
     for point in expand(config, _grid(config)):
-        summary = train_and_evaluate(point.config, workdir / "runs" / point.name, overwrite=True)
         row = sizes.index(point.overrides["data.batch_size"])
-        accuracy[row, rates.index(point.overrides["optimizer.learning_rate"])] = summary["best"][
-            "val"
-        ]["accuracy"]
-    best = [rates[i] for i in np.argmax(accuracy, axis=1)]
+        column = rates.index(point.overrides["optimizer.learning_rate"])
+        try:
+            summary = train_and_evaluate(point.config, workdir / "runs" / point.name, True)
+            accuracy[row, column] = summary["best"]["val"]["accuracy"]
+        except Diverged:  # too large a rate for this batch size: no accuracy (a gap in the plot)
+            accuracy[row, column] = np.nan
+    best = [rates[i] for i in np.nanargmax(accuracy, axis=1)]
 
     fig, axes = plots.grid(1, 2)
     for size, row in zip(sizes, accuracy, strict=True):
@@ -70,11 +72,15 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, A
         "(fewer, less noisy steps can be larger).",
         measured=[
             f"batch {size}: best learning rate {lr:g} (validation accuracy "
-            + ", ".join(f"{a:.3f}" for a in row)
+            + ", ".join(f"{a:.3f}" if np.isfinite(a) else "diverged" for a in row)
             + f" for learning rates {', '.join(f'{r:g}' for r in rates)})"
             for size, lr, row in zip(sizes, best, accuracy, strict=True)
         ],
         held=held,
         figures=[figure],
-        numbers={"batch_sizes": sizes, "learning_rates": rates, "val_accuracy": accuracy.tolist()},
+        numbers={
+            "batch_sizes": sizes,
+            "learning_rates": rates,
+            "val_accuracy": np.where(np.isnan(accuracy), None, accuracy).tolist(),
+        },
     )

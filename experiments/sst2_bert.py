@@ -15,9 +15,7 @@ def get_config(arg=None):
     config = base_config("sst2_bert")
     sst2_data(config, arg)
     config.data.batch_size = 32
-    config.model = default_config(
-        "transformer_classifier", mlp_dim=1024, dropout_rate=0.1, **SST2_ENCODER
-    )
+    config.model = default_config("transformer_classifier", dropout_rate=0.1, **SST2_ENCODER)
     config.task.name = "text_classification"
     config.optimizer.name = "adamw"
     config.optimizer.learning_rate = 5e-5

@@ -11,7 +11,7 @@ import pytest
 
 from research import backprop as bp
 from research import config as config_lib
-from research.lectures import gradients, hessian, memory_tasks
+from research.lectures import gradients, hessian, masked_lm, memory_tasks
 from research.lectures.convolution import conv_output_size, flax_conv_shape
 from research.lectures.quadratic import (
     REGIMES,
@@ -109,6 +109,13 @@ def test_plain_networks_gradients_degrade_more_with_depth() -> None:
         assert len(norms) == 31  # every conv on the main path
         spread[residual] = abs(np.log10(norms[0] / norms[-1]))
     assert spread[False] > spread[True] + 0.5
+
+
+def test_attention_corpus_adds_the_standard_library_docstrings() -> None:
+    topics, both = masked_lm.corpus_words(), masked_lm.corpus_words(docstrings=True)
+    assert len(topics) > 50_000 and len(both) > 4 * len(topics)
+    assert both[: len(topics)] == topics
+    assert "iterable" in both[len(topics) :]  # a word of the docstrings' own text
 
 
 def test_adding_problem_targets() -> None:

@@ -1,10 +1,13 @@
-"""A tiny word-level masked-LM on text that ships with Python (pydoc_data.topics), and the
-attention weights of one word: local and small on purpose (the official text pipeline lives in
-research/data). Pure functions except the trainer's own state.
-"""
+"""A tiny word-level masked-LM on text that ships with Python (the help topics of pydoc_data and
+the docstrings of the standard library's modules), and the attention weights of one word: local
+and small on purpose (the official text pipeline lives in research/data). Pure functions except
+the trainer's own state."""
 
+import ast
 import collections
+import pathlib
 import re
+import sysconfig
 
 import jax
 import jax.numpy as jnp
@@ -18,12 +21,36 @@ PAD, MASK, UNK = 0, 1, 2
 SPECIALS = ("[pad]", "[mask]", "[unk]")
 
 
-def corpus_words() -> list[str]:
-    """Python's own help topics, lower-cased and split into words and numbers."""
+def corpus_words(docstrings: bool = False) -> list[str]:
+    """Python's help topics (66k words), and with `docstrings` the standard library's module,
+    class and function docstrings (260k more), lower-cased and split into words and numbers."""
     from pydoc_data.topics import topics
 
-    text = " ".join(topics[name] for name in sorted(topics))
-    return re.findall(r"[a-z]+|[0-9]+", text.lower())
+    texts = [topics[name] for name in sorted(topics)]
+    if docstrings:
+        texts += stdlib_docstrings()
+    return re.findall(r"[a-z]+|[0-9]+", " ".join(texts).lower())
+
+
+def stdlib_docstrings() -> list[str]:
+    """Docstrings of the standard library's modules and their top-level packages' modules, in
+    path order; test suites and IDLE are left out, and files that do not parse are skipped."""
+    root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    texts = []
+    for path in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
+        if {"test", "tests", "idlelib"} & set(path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        texts += [
+            doc
+            for node in ast.walk(tree)
+            if isinstance(node, documented) and (doc := ast.get_docstring(node))
+        ]
+    return texts
 
 
 class Vocabulary:
