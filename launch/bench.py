@@ -17,6 +17,7 @@ from absl import flags
 
 from launch import common
 from research import data as data_lib
+from research.flops import matmul_flops
 from research.train import loop, sharding
 
 flags.DEFINE_integer("batch_size", None, "Global batch size (default: the experiment's).")
@@ -92,14 +93,6 @@ def _time_steps(train_step, state, batches, count: int) -> tuple[Any, float]:
     return state, time.perf_counter() - start
 
 
-def _flops(compiled) -> float | None:
-    """Per-device FLOPs of one step from XLA's cost analysis (a dict, or a list of them)."""
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, list | tuple):
-        analysis = analysis[0] if analysis else None
-    return float(analysis["flops"]) if analysis and analysis.get("flops") else None
-
-
 def benchmark(config, steps: int, warmup: int, dataset: data_lib.Dataset | None = None) -> dict:
     """The benchmark's fields for a locked config; `dataset` replaces the config's data."""
     mesh = sharding.make_mesh(config.mesh)
@@ -115,6 +108,7 @@ def benchmark(config, steps: int, warmup: int, dataset: data_lib.Dataset | None 
                 step += 1
 
         first = next(pipeline())
+        flops = matmul_flops(train_step, state, first)  # global: the whole batch
         hits_before = EVENTS[CACHE_HIT]
         start = time.perf_counter()
         compiled = train_step.lower(state, first).compile()
@@ -138,9 +132,8 @@ def benchmark(config, steps: int, warmup: int, dataset: data_lib.Dataset | None 
     batch_size = config.data.batch_size
     synthetic = steps * batch_size / synthetic_time
     real = steps * batch_size / pipeline_time
-    flops = _flops(compiled)
-    flops_per_example = flops * mesh.size / batch_size if flops else None
-    achieved = flops_per_example * synthetic if flops_per_example else None
+    flops_per_example = flops / batch_size
+    achieved = flops_per_example * synthetic
     device = jax.devices()[0]
     dtype = str(config.model.get("dtype", "float32"))
     peak = peak_flops(device.device_kind, dtype)
