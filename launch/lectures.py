@@ -5,6 +5,7 @@ this command then writes DIR/lectures.md with every figure embedded and every ve
 """
 
 import pathlib
+import time
 
 from absl import flags
 
@@ -35,9 +36,11 @@ def run_study(name: str, quick: bool, overrides: dict[str, str], workdir: pathli
 
 def write_index(workdir: pathlib.Path, results: dict[str, dict]) -> pathlib.Path:
     """lectures.md: each study's claim, numbers, verdict and figures, in one page."""
-    lines = ["# The lectures' claims, rerun", ""]
+    total = sum(r["seconds"] for r in results.values())
+    lines = ["# The lectures' claims, rerun", "", f"Wall time: {total:.0f} s in all.", ""]
     lines += [
-        f"- {r['title']}: **{'held' if r['held'] else 'did not hold'}**" for r in results.values()
+        f"- {r['title']}: **{'held' if r['held'] else 'did not hold'}** ({r['seconds']:.0f} s)"
+        for r in results.values()
     ]
     for name, result in results.items():
         lines += ["", f"## {result['title']}", "", f"**Claim.** {result['claim']}", ""]
@@ -65,10 +68,11 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     workdir = pathlib.Path(FLAGS.workdir)
     results = {}
     for name in [FLAGS.only] if FLAGS.only else names:
+        start = time.time()
         result = run_study(name, FLAGS.quick, overrides, workdir / name)
+        results[name] = {**result, "seconds": time.time() - start}
         held = "held" if result["held"] else "did not hold"
         print(f"{result['title']}: {held}", *result["measured"], sep="\n  ", flush=True)
-        results[name] = result
     print(f"verdicts and figures in {write_index(workdir, results)}", flush=True)
 
 

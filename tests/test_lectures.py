@@ -3,6 +3,7 @@ arithmetic, softmax temperature, gradient norms with depth; and every study's qu
 
 import json
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -152,7 +153,8 @@ def test_launcher_runs_a_study(tmp_path: pathlib.Path) -> None:
     assert "Lecture 6: softmax temperature: held" in result.stdout
     assert (tmp_path / "softmax_temperature" / "softmax_temperature.png").exists()
     index = (tmp_path / "lectures.md").read_text()
-    assert "softmax temperature: **held**" in index
+    assert re.search(r"softmax temperature: \*\*held\*\* \(\d+ s\)", index)
+    assert re.search(r"Wall time: \d+ s in all", index)
     assert "](softmax_temperature/softmax_temperature.png)" in index
 
 
