@@ -18,7 +18,7 @@ def get_config(arg=None):
     config.model = default_config("transformer_classifier", dropout_rate=0.1, **SST2_ENCODER)
     config.task.name = "text_classification"
     config.optimizer.name = "adamw"
-    config.optimizer.learning_rate = 5e-5
+    config.optimizer.learning_rate = 2e-4  # BERT-Tiny fine-tunes at a larger rate than BERT-Base
     config.optimizer.weight_decay = 0.01
     config.optimizer.schedule = "cosine"
     config.optimizer.warmup_epochs = 0.5
@@ -28,7 +28,7 @@ def get_config(arg=None):
 
 def sweep():
     return product(
-        axis("optimizer.learning_rate", [2e-5, 5e-5, 1e-4]),
+        axis("optimizer.learning_rate", [1e-4, 2e-4, 5e-4]),
         axis("train.num_epochs", [3, 5]),
         axis("seed", [0, 1]),
     )
