@@ -70,13 +70,16 @@ TINY_TRANSFORMER = {
     "spec, overrides",
     [
         ("shakespeare_transformer.py", {"data.seq_len": 16, "model.max_len": 16}),
+        ("shakespeare_lstm.py", {"data.seq_len": 16, "model.hidden_size": 16}),
+        ("text_bert_mlm.py:sst2", {"data.vocab_size": 200}),
+        ("sst2_bert.py", {"data.vocab_size": 200}),
         ("sst2_lstm.py", {"data.vocab_size": 200, "model.hidden_size": 16}),
         ("imdb_transformer.py", {"data.vocab_size": 200, "model.max_len": 256}),
         ("mnist_rows_lstm.py", {"model.hidden_size": 16}),
     ],
 )
 def test_short_runs_on_mock_data(tfds, tmp_path, spec, overrides) -> None:
-    if "transformer" in spec:
+    if "transformer" in spec or "bert" in spec:
         overrides = {**TINY_TRANSFORMER, **overrides}
     config = load(spec, **{"data.batch_size": 4, "train.num_epochs": 1, **overrides})
     with tfds.testing.mock_data(num_examples=20):
