@@ -15,11 +15,13 @@ REGIMES = {"slow": 0.5, "optimal": 1.0, "oscillating": 1.5, "diverging": 2.5}
 
 @dataclasses.dataclass(frozen=True)
 class Descent:
-    """Loss before each step (index 0 is the start), a probed scalar per step, and divergence."""
+    """Loss before each step (index 0 is the start), a probed scalar per step, divergence, and
+    the last finite parameters (to measure, say, the curvature where the run ended)."""
 
     losses: list[float]
     probes: list[float]
     diverged_at: int | None
+    params: Any = None
 
     @property
     def status(self) -> str:
@@ -50,17 +52,18 @@ def gradient_descent(
     times its start, so a diverging run ends with its step number rather than NaNs."""
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
     update = jax.jit(lambda p, g: jax.tree.map(lambda w, d: w - eta * d, p, g))
-    losses, probes = [], []
+    losses, probes, last = [], [], params
     for step in range(steps + 1):
         loss, grads = value_and_grad(params)
         loss = float(loss)
         if not jnp.isfinite(loss) or (losses and loss > blowup * max(losses[0], 1e-12)):
-            return Descent(losses, probes, diverged_at=step)
+            return Descent(losses, probes, diverged_at=step, params=last)
         losses.append(loss)
         probes.append(float(probe(params)) if probe else loss)
+        last = params
         if step < steps:
             params = update(params, grads)
-    return Descent(losses, probes, diverged_at=None)
+    return Descent(losses, probes, diverged_at=None, params=last)
 
 
 def sign_changes(values: list[float]) -> int:
