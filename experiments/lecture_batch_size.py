@@ -48,7 +48,8 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, A
         row = sizes.index(point.overrides["data.batch_size"])
         column = rates.index(point.overrides["optimizer.learning_rate"])
         try:
-            summary = train_and_evaluate(point.config, workdir / "runs" / point.name, True)
+            run_dir = workdir / "runs" / point.name
+            summary = train_and_evaluate(point.config, run_dir, overwrite=True)
             accuracy[row, column] = summary["best"]["val"]["accuracy"]
         except Diverged:  # too large a rate for this batch size: no accuracy (a gap in the plot)
             accuracy[row, column] = np.nan

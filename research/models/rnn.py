@@ -90,13 +90,18 @@ class LSTMCell(nn.Module):
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell}
 
 
-def _cell_class(cell: str) -> type[RNNCell] | type[LSTMCell]:
-    if cell not in CELLS:
+def _choose(key: str, value: str, options: dict):
+    """options[value], or a UserError naming the config key model.<key> and its choices."""
+    if value not in options:
         raise UserError(
-            f"Unknown recurrent cell {cell!r} in config key model.cell. "
-            f"Set --config.model.cell to one of: {', '.join(CELLS)}."
+            f"Unknown {key} {value!r} in config key model.{key}. "
+            f"Set --config.model.{key} to one of: {', '.join(options)}."
         )
-    return CELLS[cell]
+    return options[value]
+
+
+def _cell_class(cell: str) -> type[RNNCell] | type[LSTMCell]:
+    return _choose("cell", cell, CELLS)
 
 
 def masked_step(
@@ -251,19 +256,21 @@ class RNNClassifier(nn.Module):
         return head(dropout(pool(self.pooling, final, x, mask))).astype(jnp.float32)
 
 
+# Sequence summaries from the final state or the outputs at real steps (real: [batch, time, 1]).
+POOLINGS = {
+    "final": lambda final, outputs, real: final,
+    "max": lambda final, outputs, real: jnp.max(
+        jnp.where(real, outputs, jnp.finfo(outputs.dtype).min), axis=1
+    ),
+    "mean": lambda final, outputs, real: (
+        jnp.sum(outputs * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1)
+    ),
+}
+
+
 def pool(pooling: str, final: jax.Array, outputs: jax.Array, mask: jax.Array) -> jax.Array:
     """Sequence summary [batch, features] of outputs [batch, time, features], mask [batch, time]."""
-    real = mask[..., None]
-    if pooling == "final":
-        return final
-    if pooling == "max":
-        return jnp.max(jnp.where(real, outputs, jnp.finfo(outputs.dtype).min), axis=1)
-    if pooling == "mean":
-        return jnp.sum(outputs * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1)
-    raise UserError(
-        f"Unknown pooling {pooling!r} in config key model.pooling. "
-        "Set --config.model.pooling to one of: final, max, mean."
-    )
+    return _choose("pooling", pooling, POOLINGS)(final, outputs, mask[..., None])
 
 
 @functools.partial(jax.jit, static_argnames=("model", "length"))
