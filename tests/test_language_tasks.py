@@ -86,20 +86,40 @@ def test_masked_lm_never_masks_or_counts_pads_and_specials() -> None:
     mask = np.ones(64, np.float32)
     mask[-8:] = 0  # eval padding rows
     batch = {"tokens": jnp.asarray(tokens), "mask": jnp.asarray(mask)}
-    inputs = np.asarray(task.model_inputs(batch, jax.random.key(5), train=True))
-    _, selected = task.masking(batch)
-    selected = np.asarray(selected)
+    inputs, positions = map(np.asarray, task.model_inputs(batch, jax.random.key(5), train=True))
+    _, selected, _ = map(np.asarray, task.masking(batch))
     assert not selected[tokens < 4].any()
     np.testing.assert_array_equal(inputs[tokens < 4], tokens[tokens < 4])
     assert np.all(selected[inputs != tokens])  # the loss scores what model_inputs corrupted
-    logits = rng.normal(size=(64, 32, 104)).astype(np.float32)
+    # The model predicts at its slots only; every selected position has one.
+    assert positions.shape == (64, language.prediction_slots(32))
+    for row in range(64):
+        assert set(np.flatnonzero(selected[row])) <= set(positions[row])
+    full_logits = rng.normal(size=(64, 32, 104)).astype(np.float32)
+    logits = np.take_along_axis(full_logits, positions[..., None], axis=1)
     loss, sums = task.loss_and_metrics(jnp.asarray(logits), batch)
     weights = selected * mask[:, None]
     assert float(sums["count"]) == weights.sum() > 100
-    expected = (cross_entropy(logits, tokens) * weights).sum() / weights.sum()
+    expected = (cross_entropy(full_logits, tokens) * weights).sum() / weights.sum()
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
-    perfect = jax.nn.one_hot(tokens, 104) * 50
+    perfect = jax.nn.one_hot(np.take_along_axis(tokens, positions, axis=1), 104) * 50
     assert float(task.loss_and_metrics(perfect, batch)[1]["accuracy"]) == weights.sum()
+
+
+def test_prediction_slots_drop_a_selection_only_past_the_cap() -> None:
+    assert [language.prediction_slots(t) for t in (1, 10, 64, 128)] == [1, 7, 22, 36]
+    tokens = np.random.default_rng(4).integers(4, 104, (2000, 64)).astype(np.int32)
+    uncapped = np.asarray(corrupt(tokens)[1])
+    inputs, capped = map(
+        np.asarray,
+        language.mask_tokens(jnp.asarray(tokens), jax.random.key(0), 4, 3, 104, max_per_row=5),
+    )
+    assert capped.sum(axis=1).max() == 5
+    # The same draws: rows under the cap keep every selection, longer ones keep their first 5.
+    np.testing.assert_array_equal(capped, uncapped & (np.cumsum(uncapped, axis=1) <= 5))
+    np.testing.assert_array_equal(inputs[~capped], tokens[~capped])
+    # At the real cap a full 64-token row almost never loses a selection.
+    assert (uncapped.sum(axis=1) > language.prediction_slots(64)).mean() < 1e-3
 
 
 def test_text_classification_shares_the_image_classification_loss() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from research.errors import UserError
 from research.models import build_model
-from research.models.rnn import Bidirectional, LSTMCell, Recurrent, RNNCell, pool, sample
+from research.models.rnn import Bidirectional, LSTMCell, Recurrent, RNNCell, sample
 
 
 def count(params) -> int:
@@ -158,6 +158,22 @@ def test_padding_keeps_the_state_so_classifier_output_ignores_it(pooling):
     np.testing.assert_allclose(alone[0], logits[1], atol=1e-5)
 
 
+def test_word_dropout_drops_whole_tokens_only_in_training():
+    vocab = 11
+    model = build_model(
+        "rnn_classifier", vocab_size=vocab, embed_dim=4, hidden_size=5, num_classes=3,
+        pooling="mean", word_dropout_rate=1.0,
+    )  # fmt: skip
+    tokens = padded_tokens([6, 6], 6, vocab)
+    variables = model.init(jax.random.key(0), tokens)
+    trained = model.apply(variables, tokens, train=True, rngs={"dropout": jax.random.key(1)})
+    # Every token dropped: both sentences read as the same all-zero sequence while training ...
+    np.testing.assert_allclose(trained[0], trained[1], atol=1e-6)
+    # ... and evaluation sees the words again.
+    evaluated = model.apply(variables, tokens)
+    assert np.abs(evaluated[0] - evaluated[1]).max() > 1e-3
+
+
 def test_final_state_is_the_state_at_the_last_real_token():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 3)), jnp.float32)
     mask = jnp.asarray([[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]], bool)
@@ -165,20 +181,6 @@ def test_final_state_is_the_state_at_the_last_real_token():
     (final, outputs), variables = jax.jit(layer.init_with_output)(jax.random.key(0), x, mask)
     np.testing.assert_allclose(final, outputs[jnp.arange(2), jnp.asarray([3, 1])], atol=1e-6)
     np.testing.assert_array_equal(outputs[~mask], 0)
-
-
-def test_pooling_reads_only_real_steps():
-    outputs = jnp.asarray(
-        [[[1.0, -5.0], [3.0, -2.0], [0.0, 0.0]], [[-4.0, -1.0], [0.0, 0.0], [0.0, 0.0]]]
-    )
-    mask = jnp.asarray([[True, True, False], [True, False, False]])
-    final = jnp.asarray([[3.0, -2.0], [-4.0, -1.0]])
-    np.testing.assert_array_equal(pool("final", final, outputs, mask), final)
-    # Padded outputs are 0, larger than every real value of the second row: max must skip them.
-    np.testing.assert_array_equal(pool("max", final, outputs, mask), [[3, -2], [-4, -1]])
-    np.testing.assert_array_equal(pool("mean", final, outputs, mask), [[2, -3.5], [-4, -1]])
-    with pytest.raises(UserError, match="model.pooling"):
-        pool("last", final, outputs, mask)
 
 
 def test_bidirectional_doubles_features_and_backward_reads_reversed():

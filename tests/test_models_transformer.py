@@ -79,6 +79,30 @@ def test_classifier_starts_from_a_masked_lm_encoder():
     np.testing.assert_array_equal(hidden, mlm.apply({"params": mlm_params}, tokens, method=encode))
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
+def test_classifier_logits_ignore_padding(pooling):
+    model = build_model("transformer_classifier", **SMALL, num_classes=3, pooling=pooling)
+    tokens = padded_tokens([6, 3, 1], 6)
+    logits, variables = jax.jit(model.init_with_output)(jax.random.key(0), tokens)
+    more_pad = jnp.pad(tokens, ((0, 0), (0, 4)))
+    np.testing.assert_allclose(jax.jit(model.apply)(variables, more_pad), logits, atol=1e-5)
+    alone = jax.jit(model.apply)(variables, tokens[1:2, :3])  # no padding at all
+    np.testing.assert_allclose(alone[0], logits[1], atol=1e-5)
+    if pooling != "cls":  # the summary reads every real token, not only the first
+        changed = tokens.at[1, 2].set(tokens[1, 2] % (VOCAB - 1) + 1)
+        assert np.abs(jax.jit(model.apply)(variables, changed)[1] - logits[1]).max() > 1e-4
+
+
+def test_masked_lm_logits_at_positions_equal_the_full_logits_there():
+    model = build_model("bert_mlm", **SMALL)
+    tokens = padded_tokens([7, 4], 7)
+    full, variables = jax.jit(model.init_with_output)(jax.random.key(0), tokens)
+    positions = jnp.asarray([[6, 0, 3], [2, 2, 5]], jnp.int32)
+    at_positions = jax.jit(model.apply)(variables, (tokens, positions))
+    assert at_positions.shape == (2, 3, VOCAB)
+    np.testing.assert_allclose(at_positions, full[jnp.arange(2)[:, None], positions], atol=1e-6)
+
+
 def test_attention_matches_numpy_reference():
     batch, time = 2, 5
     rng = np.random.default_rng(0)

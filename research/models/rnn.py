@@ -10,8 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.errors import UserError
 from research.models import register
+from research.models.pooling import choose, pool
 
 # An RNN carry is h [batch, hidden]; an LSTM carry is the pair (c, h), both [batch, hidden].
 Carry = jax.Array | tuple[jax.Array, jax.Array]
@@ -90,18 +90,8 @@ class LSTMCell(nn.Module):
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell}
 
 
-def _choose(key: str, value: str, options: dict):
-    """options[value], or a UserError naming the config key model.<key> and its choices."""
-    if value not in options:
-        raise UserError(
-            f"Unknown {key} {value!r} in config key model.{key}. "
-            f"Set --config.model.{key} to one of: {', '.join(options)}."
-        )
-    return options[value]
-
-
 def _cell_class(cell: str) -> type[RNNCell] | type[LSTMCell]:
-    return _choose("cell", cell, CELLS)
+    return choose("cell", cell, CELLS)
 
 
 def masked_step(
@@ -217,10 +207,10 @@ class RNNClassifier(nn.Module):
     """Stacked (optionally bidirectional) RNN/LSTM whose summary of the sequence is classified.
 
     `pooling` picks the summary: "final" (the last real step's state, the classic reading),
-    "max" or "mean" over the last layer's outputs at real steps (max-pooling often helps short
-    sentences, where one strong word decides the label). Inputs are tokens [batch, time]
-    (0 = pad) when `vocab_size` is set, else real-valued features [batch, time, features] with
-    no padding (e.g. an 8x8 image read row by row).
+    "max" or "mean" over the last layer's outputs at real steps (`pooling.pool`). Inputs are
+    tokens [batch, time] (0 = pad) when `vocab_size` is set (`word_dropout_rate` then drops
+    whole tokens while training), else real-valued features [batch, time, features] with no
+    padding (e.g. an 8x8 image read row by row).
     """
 
     vocab_size: int | None = None
@@ -230,6 +220,7 @@ class RNNClassifier(nn.Module):
     cell: str = "lstm"
     bidirectional: bool = False
     dropout_rate: float = 0.0
+    word_dropout_rate: float = 0.0
     pooling: str = "final"
     num_classes: int = 10
     dtype: jnp.dtype = jnp.float32
@@ -243,6 +234,9 @@ class RNNClassifier(nn.Module):
         else:
             mask = inputs != 0
             x = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, name="embed")(inputs)
+            # Whole tokens vanish (their vectors zeroed), so no single word can decide the label.
+            word_dropout = nn.Dropout(self.word_dropout_rate, broadcast_dims=(2,))
+            x = word_dropout(x, deterministic=not train)
         layer = functools.partial(
             Bidirectional if self.bidirectional else Recurrent,
             self.cell,
@@ -253,24 +247,7 @@ class RNNClassifier(nn.Module):
         for i in range(self.num_layers):
             final, x = layer(name=f"layers_{i}")(dropout(x), mask)
         head = nn.Dense(self.num_classes, dtype=self.dtype, name="head")
-        return head(dropout(pool(self.pooling, final, x, mask))).astype(jnp.float32)
-
-
-# Sequence summaries from the final state or the outputs at real steps (real: [batch, time, 1]).
-POOLINGS = {
-    "final": lambda final, outputs, real: final,
-    "max": lambda final, outputs, real: jnp.max(
-        jnp.where(real, outputs, jnp.finfo(outputs.dtype).min), axis=1
-    ),
-    "mean": lambda final, outputs, real: (
-        jnp.sum(outputs * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1)
-    ),
-}
-
-
-def pool(pooling: str, final: jax.Array, outputs: jax.Array, mask: jax.Array) -> jax.Array:
-    """Sequence summary [batch, features] of outputs [batch, time, features], mask [batch, time]."""
-    return _choose("pooling", pooling, POOLINGS)(final, outputs, mask[..., None])
+        return head(dropout(pool(self.pooling, x, mask, final=final))).astype(jnp.float32)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "length"))

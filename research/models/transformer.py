@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from research.models import register
+from research.models.pooling import pool
 
 
 class SelfAttention(nn.Module):
@@ -145,18 +146,31 @@ class BertMLM(_EncoderModel):
         self.transform_norm = nn.LayerNorm(dtype=self.dtype)
         self.output = nn.Dense(self.vocab_size, dtype=self.dtype)
 
-    def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
-        """inputs: tokens [batch, time] -> logits [batch, time, vocab] float32."""
-        h = self.encoder(inputs, train)
+    def __call__(
+        self, inputs: jax.Array | tuple[jax.Array, jax.Array], train: bool = False
+    ) -> jax.Array:
+        """inputs: tokens [batch, time] -> logits [batch, time, vocab] float32, or the pair
+        (tokens, positions [batch, slots] int32) -> logits [batch, slots, vocab] at only those
+        positions, as the masked-LM task asks, sparing the vocabulary projection elsewhere."""
+        tokens, positions = inputs if isinstance(inputs, tuple) else (inputs, None)
+        h = self.encoder(tokens, train)
+        if positions is not None:
+            h = jnp.take_along_axis(h, positions[..., None], axis=1)
         h = self.transform_norm(nn.gelu(self.transform(h), approximate=False))
         return self.output(h).astype(jnp.float32)
 
 
 @register("transformer_classifier")
 class TransformerClassifier(_EncoderModel):
-    """[CLS] pooling: the hidden state at position 0 -> tanh dense pooler -> class logits."""
+    """Sequence summary -> tanh dense pooler -> class logits.
+
+    `pooling` picks the summary: "cls" (BERT's: the hidden state at position 0, where the
+    [CLS] token sits), or "mean" or "max" over the real tokens' states (`pooling.pool`); a
+    masked-LM never trains the [CLS] state, while every real token's state it does.
+    """
 
     num_classes: int = 2
+    pooling: str = "cls"
 
     def setup(self):
         super().setup()
@@ -166,7 +180,9 @@ class TransformerClassifier(_EncoderModel):
 
     def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
         """inputs: tokens [batch, time] with [CLS] first -> logits [batch, num_classes] float32."""
-        pooled = jnp.tanh(self.pooler(self.encoder(inputs, train)[:, 0]))
+        hidden = self.encoder(inputs, train)
+        summary = pool(self.pooling, hidden, inputs != 0, cls=hidden[:, 0])
+        pooled = jnp.tanh(self.pooler(summary))
         return self.head(self.dropout(pooled, deterministic=not train)).astype(jnp.float32)
 
 

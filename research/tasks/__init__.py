@@ -19,8 +19,9 @@ class Task(Protocol):
     target: str  # the validation metric that picks the best checkpoint
     mode: str  # "max" or "min"
 
-    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> jnp.ndarray:
-        """Device-side preprocessing (normalisation, augmentation keyed by the step)."""
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> Any:
+        """Device-side preprocessing (normalisation, augmentation keyed by the step); the
+        model's first argument: an array, or a pytree of them (the masked-LM's pair)."""
 
     def loss_and_metrics(self, logits: jnp.ndarray, batch: Batch) -> tuple[jnp.ndarray, Batch]:
         """Mean loss for the gradient, and metric *sums* with their `count` for averaging."""
