@@ -54,6 +54,9 @@ def base_config(name: str) -> ml_collections.ConfigDict:
                 "decay_epochs": (),
                 "decay_factor": 0.1,
                 "grad_clip_norm": 0.0,
+                # > 0: evaluate, checkpoint-select and sample with an exponential moving
+                # average of the parameters (Polyak averaging) at this decay, e.g. 0.999.
+                "ema_decay": 0.0,
             },
             "train": {
                 "num_epochs": 10,

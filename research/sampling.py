@@ -13,6 +13,7 @@ from research.data import vocab
 from research.errors import UserError
 from research.models import rnn, transformer
 from research.train.loop import restore_best_state
+from research.train.optim import evaluation_params
 
 SAMPLERS = {"rnn_lm": rnn.sample, "transformer_lm": transformer.sample}
 
@@ -42,6 +43,11 @@ def generate(
         )
     sample = SAMPLERS[config.model.name]
     out = sample(
-        model, state.params, jnp.asarray(tokens), length, temperature, jax.random.key(seed)
+        model,
+        evaluation_params(state.params, state.opt_state),
+        jnp.asarray(tokens),
+        length,
+        temperature,
+        jax.random.key(seed),
     )
     return prompt + vocabulary.decode(jax.device_get(out)[len(tokens) :].tolist())

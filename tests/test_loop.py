@@ -5,6 +5,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import tensorflow_datasets as tfds
 from conftest import metrics_without_timing
@@ -35,6 +36,32 @@ def test_one_step_lowers_the_loss_on_its_batch(make_config):
     state, _ = jax.jit(make_train_step(task, key))(state, batch)
     after = evaluate(state, batch)
     assert after["loss"] < 0.97 * before["loss"]
+
+
+def test_evaluation_reads_the_parameter_average_when_the_optimizer_keeps_one(make_config):
+    config = make_config("digits_lenet", **{"optimizer.ema_decay": 0.99})
+    dataset = data_lib.load(config.data)
+    task = build_task(config.task, dataset.info)
+    model = build_model(config.model.name, **_model_kwargs(config.model, dataset.info))
+    batch = jax.tree.map(jnp.asarray, data_lib.train_batch(dataset, 0, 0, 0, 64))
+    key = jax.random.key(0)
+    example = task.model_inputs(batch, key, False)
+    state = create_state(model, make_optimizer(config.optimizer, 10, 1), example, key)
+    step, evaluate = jax.jit(make_train_step(task, key)), jax.jit(make_eval_step(task))
+    for _ in range(3):
+        state, _ = step(state, batch)
+    average = optax.tree_utils.tree_get(state.opt_state, "ParamsAverage").average
+    gaps = jax.tree.map(lambda a, p: np.abs(a - p).max(), average, state.params)
+    assert max(jax.tree.leaves(gaps)) > 1e-4  # so the evaluations below can tell them apart
+    config.optimizer.ema_decay = 0.0
+    plain = state.replace(
+        params=average, opt_state=make_optimizer(config.optimizer, 10, 1).init(average)
+    )
+    assert evaluate(state, batch)["loss"] == evaluate(plain, batch)["loss"]
+    assert (
+        evaluate(state.replace(params=average), batch)["loss"]
+        != evaluate(state.replace(opt_state=plain.opt_state), batch)["loss"]
+    )
 
 
 def test_run_record_has_every_file_and_consistent_numbers(make_config, tmp_path):

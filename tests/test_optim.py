@@ -154,3 +154,24 @@ def test_unknown_optimizer_is_refused() -> None:
     with pytest.raises(UserError, match="optimizer.name='rmsprop'") as error:
         optim.make_optimizer(_opt_config(name="rmsprop"), 10, 1)
     assert "adamw" in str(error.value)  # lists the known names
+
+
+def test_parameter_average_follows_its_recurrence_and_leaves_updates_alone() -> None:
+    params = {"w": jnp.array([1.0, -2.0])}
+    plain = optim.make_optimizer(_opt_config(name="sgd", learning_rate=0.5), 10, 1)
+    averaged = optim.make_optimizer(
+        _opt_config(name="sgd", learning_rate=0.5, ema_decay=0.9), 10, 1
+    )
+    plain_state, state = plain.init(params), averaged.init(params)
+    assert optim.evaluation_params(params, plain_state) is params
+    expected = None
+    for t, g in enumerate([1.0, 3.0, -2.0, 0.5, 4.0]):
+        grads = {"w": jnp.array([g, -g])}
+        plain_updates, plain_state = plain.update(grads, plain_state, params)
+        updates, state = averaged.update(grads, state, params)
+        np.testing.assert_array_equal(updates["w"], plain_updates["w"])  # training unchanged
+        params = {"w": params["w"] + updates["w"]}
+        keep = min(0.9, t / (10 + t))  # 0 at the first update: the init is forgotten at once
+        expected = params["w"] if expected is None else keep * expected + (1 - keep) * params["w"]
+        np.testing.assert_allclose(optim.evaluation_params(params, state)["w"], expected, 1e-6)
+    assert np.abs(expected - params["w"]).max() > 0.1  # the average lags the parameters

@@ -30,7 +30,7 @@ from research.models import build_model, data_fields
 from research.tasks import Task, build_task
 from research.train import records, sharding
 from research.train.checkpoint import Checkpointer
-from research.train.optim import make_optimizer
+from research.train.optim import evaluation_params, make_optimizer
 from research.train.steps import create_state, make_eval_step, make_train_step
 
 RECORD_FILES = ("config.json", "metrics.jsonl", "summary.json", "learning_curves.png")
@@ -206,14 +206,15 @@ def init_encoder_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
             f"init_from={workdir!r} was trained with another vocabulary than this run's data. "
             f"Tokenize with it: --config.data.vocab_path={workdir}/vocab.json."
         )
-    if "encoder" not in state.params or "encoder" not in source.params:
+    source_params = evaluation_params(source.params, source.opt_state)
+    if "encoder" not in state.params or "encoder" not in source_params:
         raise UserError(f"init_from={workdir!r}: both models need an `encoder` (Transformers).")
 
     def shapes(tree) -> dict[str, tuple[int, ...]]:
         leaves = jax.tree_util.tree_leaves_with_path(tree)
         return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
 
-    here, there = shapes(state.params["encoder"]), shapes(source.params["encoder"])
+    here, there = shapes(state.params["encoder"]), shapes(source_params["encoder"])
     if here != there:
         key = sorted(k for k in here.keys() | there.keys() if here.get(k) != there.get(k))[0]
         raise UserError(
@@ -225,7 +226,7 @@ def init_encoder_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
     encoder = jax.tree.map(
         lambda new, old: jax.device_put(old, new.sharding),
         state.params["encoder"],
-        source.params["encoder"],
+        source_params["encoder"],
     )
     return state.replace(params={**state.params, "encoder": encoder})
 

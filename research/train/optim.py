@@ -4,7 +4,10 @@ The learning rate is injected as a hyperparameter (`optax.inject_hyperparams`) s
 the optimizer state: visible in logs, and stackable across sweep points.
 """
 
+from typing import Any, NamedTuple
+
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -46,6 +49,42 @@ def _decay_mask(params):
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
+class ParamsAverage(NamedTuple):
+    """The optimizer state of `average_params`: updates seen, and the running average."""
+
+    count: jax.Array
+    average: Any
+
+
+def average_params(decay: float) -> optax.GradientTransformation:
+    """Keeps an exponential moving average of the parameters after each update (Polyak
+    averaging); the updates pass through unchanged, so training is the same as without it.
+
+    At update t (from 0) the average keeps min(decay, t / (10 + t)) of itself: the first update
+    replaces it, so it never remembers the initialisation (nor the init a pretrained encoder
+    replaced), and its early values follow the fast-moving early parameters. Evaluation reads
+    it through `evaluation_params`.
+    """
+
+    def init(params):
+        return ParamsAverage(jnp.zeros([], jnp.int32), jax.tree.map(jnp.copy, params))
+
+    def update(updates, state, params):
+        rate = jnp.minimum(decay, state.count / (10.0 + state.count))
+        new_params = optax.apply_updates(params, updates)
+        average = jax.tree.map(lambda a, p: rate * a + (1 - rate) * p, state.average, new_params)
+        return updates, ParamsAverage(state.count + 1, average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def evaluation_params(params: Any, opt_state: Any) -> Any:
+    """The parameters a run evaluates, samples from and hands on: the `average_params` average
+    when the optimizer keeps one (optimizer.ema_decay > 0), else the trained parameters."""
+    averaged = optax.tree_utils.tree_get(opt_state, "ParamsAverage")
+    return params if averaged is None else averaged.average
+
+
 def make_optimizer(
     config: ml_collections.ConfigDict,
     steps_per_epoch: int,
@@ -75,6 +114,8 @@ def make_optimizer(
             core = optax.chain(optax.add_decayed_weights(weight_decay, _decay_mask), core)
         if config.grad_clip_norm:
             core = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), core)
+        if config.get("ema_decay"):  # absent from runs saved before it existed
+            core = optax.chain(core, average_params(config.ema_decay))
         return core
 
     return optax.inject_hyperparams(build)(learning_rate=lr, weight_decay=config.weight_decay)

@@ -13,6 +13,7 @@ import optax
 from flax.training import train_state
 
 from research.tasks import Batch, Task
+from research.train.optim import evaluation_params
 
 
 class TrainState(train_state.TrainState):
@@ -64,7 +65,8 @@ def make_eval_step(task: Task):
 
     def eval_step(state: TrainState, batch: Batch):
         inputs = task.model_inputs(batch, jax.random.key(0), train=False)
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        params = evaluation_params(state.params, state.opt_state)
+        variables = {"params": params, "batch_stats": state.batch_stats}
         logits = state.apply_fn(variables, inputs, train=False)
         return task.loss_and_metrics(logits, batch)[1]
 
