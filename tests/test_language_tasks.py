@@ -16,7 +16,7 @@ from research.tasks import language
 from research.tasks.classification import ImageClassification
 from research.train.loop import (
     build_setup,
-    init_encoder_from,
+    init_shared_from,
     restore_best_state,
     train_and_evaluate,
 )
@@ -219,7 +219,7 @@ def test_init_from_copies_the_encoder_exactly(tmp_path, pretrained) -> None:
     state = jax.jit(lambda key: create_state(model, optax.sgd(0.1), example, key))(
         jax.random.key(1)
     )
-    copied = init_encoder_from(pretrained, state, dataset.info)
+    copied = init_shared_from(pretrained, state, dataset.info)
     _, _, source = restore_best_state(pretrained)
     leaves = jax.tree.leaves(source.params["encoder"])
     assert len(leaves) > 10
@@ -232,8 +232,33 @@ def test_init_from_copies_the_encoder_exactly(tmp_path, pretrained) -> None:
             np.testing.assert_array_equal(new, old)
 
 
+def test_an_lstm_classifier_starts_from_a_language_model(tmp_path) -> None:
+    write_stsa_files(tmp_path)
+    small = {"data.tokenizer": "char", "data.seq_len": 32, "data.batch_size": 8,
+             "model.embed_dim": 8, "model.hidden_size": 12, "train.num_epochs": 1}  # fmt: skip
+    train_and_evaluate(load(f"sst2_lstm_lm.py:{tmp_path}", small), tmp_path / "lm")
+    lm = str(tmp_path / "lm")
+    settings = {**small, "init_from": lm, "data.vocab_path": f"{lm}/vocab.json"}
+    config = load(f"sst2_lstm.py:{tmp_path}", {**settings, "model.bidirectional": False})
+    dataset, _, model = build_setup(config)
+    example = jnp.asarray(dataset.splits["train"]["tokens"][:2])
+    state = jax.jit(lambda key: create_state(model, optax.sgd(0.1), example, key))(
+        jax.random.key(1)
+    )
+    copied = init_shared_from(lm, state, dataset.info)
+    source = restore_best_state(lm)[2].params
+    for name in ("embed", "layers_0"):  # the LM's embedding and LSTM, exactly
+        jax.tree.map(np.testing.assert_array_equal, copied.params[name], source[name])
+    jax.tree.map(np.testing.assert_array_equal, copied.params["head"], state.params["head"])
+    bidirectional = load(f"sst2_lstm.py:{tmp_path}", settings)
+    with pytest.raises(UserError, match=r"\(embed, layers_0\) do not fit.*unidirectional"):
+        train_and_evaluate(bidirectional, tmp_path / "bidirectional")
+
+
 def test_the_loop_refuses_a_mismatched_encoder(tmp_path, pretrained) -> None:
-    with pytest.raises(UserError, match=r"its encoder does not fit this model's \(.*mlp_in"):
+    with pytest.raises(
+        UserError, match=r"its parameters \(encoder\) do not fit this model's \(.*mlp_in"
+    ):
         train_and_evaluate(finetune_config(tmp_path, pretrained, **{"model.mlp_dim": 48}), tmp_path)
 
 

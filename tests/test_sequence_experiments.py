@@ -15,6 +15,7 @@ SEQUENCE_EXPERIMENTS = {
     "shakespeare_transformer": {"vocab_size": 100},
     "text_bert_mlm": {"vocab_size": 100},
     "sst2_lstm": {"vocab_size": 100, "num_classes": 2},
+    "sst2_lstm_lm": {"vocab_size": 100},
     "sst2_bert": {"vocab_size": 100, "num_classes": 2},
     "imdb_transformer": {"vocab_size": 100, "num_classes": 2},
     "digits_rows_lstm": {"num_classes": 10},
@@ -47,6 +48,9 @@ def test_local_sst2_files_and_a_pretrained_encoder_that_fits() -> None:
     assert all(pretrain.model[k] == finetune.model[k] for k in shape_keys)
     vocabulary_keys = ("name", "path", "val_path", "test_path", "tokenizer", "vocab_size")
     assert all(pretrain.data[k] == finetune.data[k] for k in vocabulary_keys)  # same WordPiece
+    lstm_lm = load("sst2_lstm_lm.py:/data/sst2")
+    assert all(lstm_lm.data[k] == lstm.data[k] for k in vocabulary_keys)
+    assert all(lstm_lm.model[k] == lstm.model[k] for k in ("embed_dim", "hidden_size", "cell"))
     assert load("shakespeare_lstm.py:in.txt").data.name == "text_file"
 
 
@@ -74,6 +78,7 @@ TINY_TRANSFORMER = {
         ("text_bert_mlm.py:sst2", {"data.vocab_size": 200}),
         ("sst2_bert.py", {"data.vocab_size": 200}),
         ("sst2_lstm.py", {"data.vocab_size": 200, "model.hidden_size": 16}),
+        ("sst2_lstm_lm.py", {"data.vocab_size": 200, "model.hidden_size": 16}),
         ("imdb_transformer.py", {"data.vocab_size": 200, "model.max_len": 256}),
         ("mnist_rows_lstm.py", {"model.hidden_size": 16}),
     ],

@@ -197,8 +197,12 @@ def restore_best_state(
     return config, model, restored[0]
 
 
-def init_encoder_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
-    """`state` with params["encoder"] copied from the best checkpoint of the run in `workdir`."""
+def init_shared_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
+    """`state` with the parameter groups it shares with the best checkpoint of the run in
+    `workdir` copied from there: the top-level groups both models have by name, such as a
+    Transformer's `encoder` (from a masked LM) or an RNN's `embed` and `layers_<i>` (from a
+    language model). The rest, the new task's head, keeps its initialisation.
+    """
     _, _, source = restore_best_state(workdir)  # checks first that the files are there
     source_vocabulary = json.loads((pathlib.Path(workdir) / "vocab.json").read_text())
     if info.get("vocabulary") != source_vocabulary:
@@ -207,28 +211,33 @@ def init_encoder_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
             f"Tokenize with it: --config.data.vocab_path={workdir}/vocab.json."
         )
     source_params = evaluation_params(source.params, source.opt_state)
-    if "encoder" not in state.params or "encoder" not in source_params:
-        raise UserError(f"init_from={workdir!r}: both models need an `encoder` (Transformers).")
+    shared = sorted(state.params.keys() & source_params.keys())
+    if not shared:
+        raise UserError(
+            f"init_from={workdir!r}: its model shares no parameter group with this one (there: "
+            f"{sorted(source_params)}; here: {sorted(state.params)}). Start from a run of the "
+            "same family: a masked LM for a Transformer, a language model for an RNN."
+        )
 
     def shapes(tree) -> dict[str, tuple[int, ...]]:
-        leaves = jax.tree_util.tree_leaves_with_path(tree)
+        leaves = jax.tree_util.tree_leaves_with_path({name: tree[name] for name in shared})
         return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
 
-    here, there = shapes(state.params["encoder"]), shapes(source_params["encoder"])
+    here, there = shapes(state.params), shapes(source_params)
     if here != there:
         key = sorted(k for k in here.keys() | there.keys() if here.get(k) != there.get(k))[0]
         raise UserError(
-            f"init_from={workdir!r}: its encoder does not fit this model's ({key} is "
-            f"{there.get(key)} there, {here.get(key)} here). Set this run's model.* encoder "
-            "hyperparameters (embed_dim, num_layers, num_heads, mlp_dim, max_len) to the "
-            "pretraining run's."
+            f"init_from={workdir!r}: its parameters ({', '.join(shared)}) do not fit this "
+            f"model's ({key} is {there.get(key)} there, {here.get(key)} here). Set this run's "
+            "model.* hyperparameters (widths, layers, heads, max_len; an RNN must be "
+            "unidirectional, like a language model) to the pretraining run's."
         )
-    encoder = jax.tree.map(
+    copied = jax.tree.map(
         lambda new, old: jax.device_put(old, new.sharding),
-        state.params["encoder"],
-        source_params["encoder"],
+        {name: state.params[name] for name in shared},
+        {name: source_params[name] for name in shared},
     )
-    return state.replace(params={**state.params, "encoder": encoder})
+    return state.replace(params={**state.params, **copied})
 
 
 def new_meta() -> dict[str, Any]:
@@ -401,7 +410,7 @@ def _train_and_evaluate(
     if restored is None:
         meta = new_meta()
         if config.init_from:
-            state = init_encoder_from(config.init_from, state, dataset.info)
+            state = init_shared_from(config.init_from, state, dataset.info)
     else:
         state, meta = restored
     start_step = int(jax.device_get(state.step))
