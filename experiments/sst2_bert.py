@@ -15,13 +15,17 @@ def get_config(arg=None):
     config = base_config("sst2_bert")
     sst2_data(config, arg)
     config.data.batch_size = 32
-    config.model = default_config("transformer_classifier", dropout_rate=0.1, **SST2_ENCODER)
+    # Mean-pooled: the masked LM trained every token's state, never the [CLS] one.
+    config.model = default_config(
+        "transformer_classifier", dropout_rate=0.1, pooling="mean", **SST2_ENCODER
+    )
     config.task.name = "text_classification"
     config.optimizer.name = "adamw"
-    config.optimizer.learning_rate = 1e-3  # BERT-Tiny, 10 epochs: 77.4% test (2e-4, 5: 66.6%)
+    config.optimizer.learning_rate = 1e-3  # 79.4% test over 3 seeds from the 40-epoch MLM
     config.optimizer.weight_decay = 0.01
     config.optimizer.schedule = "cosine"
     config.optimizer.warmup_epochs = 0.5
+    config.optimizer.ema_decay = 0.998  # without it, 78.9% (one seed)
     config.train.num_epochs = 10
     return config
 

@@ -11,7 +11,7 @@ from research.models import default_config
 from research.sweep import axis, product
 
 # The encoder that sst2_bert.py fine-tunes must have exactly these shapes: BERT-Tiny's (2 layers
-# of width 128), small enough to pretrain on 2 CPU cores in half an hour.
+# of width 128), small enough to pretrain on one CPU core in under an hour.
 SST2_ENCODER = {
     "max_len": SEQ_LEN,
     "num_layers": 2,
@@ -28,7 +28,7 @@ def get_config(arg=None):
         sst2_data(config, None if arg == "sst2" else arg)
         config.model = default_config("bert_mlm", dropout_rate=0.1, **SST2_ENCODER)
         config.data.batch_size = 64
-        config.train.num_epochs = 12
+        config.train.num_epochs = 40  # 47 min on one core; val masked-token accuracy 20.9%
     else:
         config.data.name = "python_docs"
         config.data.update(text_fields(seq_len=127))  # rows of 128 characters

@@ -29,9 +29,9 @@ def pool(pooling: str, outputs: jax.Array, mask: jax.Array, **own: jax.Array) ->
     often helps short sentences, where one strong word decides the label.
     """
     real = mask[..., None]
-    over_time = {
-        "max": lambda: jnp.max(jnp.where(real, outputs, jnp.finfo(outputs.dtype).min), axis=1),
-        "mean": lambda: jnp.sum(outputs * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1),
+    summaries = {
+        **own,  # under jit, the summaries not chosen are never computed
+        "max": jnp.max(jnp.where(real, outputs, jnp.finfo(outputs.dtype).min), axis=1),
+        "mean": jnp.sum(outputs * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1),
     }
-    options = {name: (lambda summary=summary: summary) for name, summary in own.items()}
-    return choose("pooling", pooling, options | over_time)()
+    return choose("pooling", pooling, summaries)
