@@ -262,6 +262,17 @@ def test_the_loop_refuses_a_mismatched_encoder(tmp_path, pretrained) -> None:
         train_and_evaluate(finetune_config(tmp_path, pretrained, **{"model.mlp_dim": 48}), tmp_path)
 
 
+def test_the_loop_refuses_a_model_of_another_family(tmp_path, pretrained) -> None:
+    write_stsa_files(tmp_path)
+    settings = {"init_from": pretrained, "data.tokenizer": "char", "data.seq_len": 32,
+                "data.vocab_path": f"{pretrained}/vocab.json", "train.num_epochs": 1}  # fmt: skip
+    lstm = load(f"sst2_lstm.py:{tmp_path}", settings)
+    with pytest.raises(UserError, match=r"shares no parameter group.*a language model for an RNN"):
+        train_and_evaluate(lstm, tmp_path / "run")
+    saved = [path for path in (tmp_path / "run" / "checkpoints").rglob("*") if path.is_file()]
+    assert saved == []  # refused before the first step: nothing was checkpointed
+
+
 def test_the_loop_refuses_another_vocabulary(tmp_path, pretrained) -> None:
     config = finetune_config(tmp_path, pretrained, **{"data.vocab_path": None})
     # Other sentences give another character vocabulary than the pretraining files'.
