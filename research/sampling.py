@@ -12,8 +12,7 @@ import jax.numpy as jnp
 from research.data import vocab
 from research.errors import UserError
 from research.models import rnn, transformer
-from research.train.loop import restore_best_state
-from research.train.optim import evaluation_params
+from research.train.loop import restore_best_params
 
 SAMPLERS = {"rnn_lm": rnn.sample, "transformer_lm": transformer.sample}
 
@@ -27,7 +26,7 @@ def generate(
     """
     if length < 0 or temperature <= 0:
         raise UserError("The length must be >= 0 and the temperature > 0.")
-    config, model, state = restore_best_state(workdir)
+    config, model, params = restore_best_params(workdir)
     if config.model.name not in SAMPLERS:
         raise UserError(
             f"{str(workdir)!r} trained {config.model.name!r}, not a language model "
@@ -42,12 +41,5 @@ def generate(
             "use characters of its training text."
         )
     sample = SAMPLERS[config.model.name]
-    out = sample(
-        model,
-        evaluation_params(state.params, state.opt_state),
-        jnp.asarray(tokens),
-        length,
-        temperature,
-        jax.random.key(seed),
-    )
+    out = sample(model, params, jnp.asarray(tokens), length, temperature, jax.random.key(seed))
     return prompt + vocabulary.decode(jax.device_get(out)[len(tokens) :].tolist())

@@ -17,7 +17,7 @@ from research.tasks.classification import ImageClassification
 from research.train.loop import (
     build_setup,
     init_shared_from,
-    restore_best_state,
+    restore_best_params,
     train_and_evaluate,
 )
 from research.train.steps import create_state
@@ -220,8 +220,8 @@ def test_init_from_copies_the_encoder_exactly(tmp_path, pretrained) -> None:
         jax.random.key(1)
     )
     copied = init_shared_from(pretrained, state, dataset.info)
-    _, _, source = restore_best_state(pretrained)
-    leaves = jax.tree.leaves(source.params["encoder"])
+    _, _, source = restore_best_params(pretrained)
+    leaves = jax.tree.leaves(source["encoder"])
     assert len(leaves) > 10
     for new, old in zip(jax.tree.leaves(copied.params["encoder"]), leaves, strict=True):
         np.testing.assert_array_equal(new, old)
@@ -246,7 +246,7 @@ def test_an_lstm_classifier_starts_from_a_language_model(tmp_path) -> None:
         jax.random.key(1)
     )
     copied = init_shared_from(lm, state, dataset.info)
-    source = restore_best_state(lm)[2].params
+    source = restore_best_params(lm)[2]
     for name in ("embed", "layers_0"):  # the LM's embedding and LSTM, exactly
         jax.tree.map(np.testing.assert_array_equal, copied.params[name], source[name])
     jax.tree.map(np.testing.assert_array_equal, copied.params["head"], state.params["head"])

@@ -33,6 +33,16 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     return add
 
 
+def choose(key: str, value: str, options: dict[str, Any]) -> Any:
+    """options[value], or a UserError naming the config key model.<key> and its choices."""
+    if value not in options:
+        raise UserError(
+            f"Unknown {key} {value!r} in config key model.{key}. "
+            f"Set --config.model.{key} to one of: {', '.join(options)}."
+        )
+    return options[value]
+
+
 def _load_all() -> None:
     for module in _MODULES:
         importlib.import_module(f"research.models.{module}")

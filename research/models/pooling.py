@@ -1,24 +1,12 @@
-"""Config choices by name, and the summaries of a sequence that the sequence classifiers share.
+"""The summaries of a sequence that the sequence classifiers share.
 
 Pure functions only: no parameters, so a classifier's choice of summary changes no checkpoint.
 """
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-from research.errors import UserError
-
-
-def choose(key: str, value: str, options: dict[str, Any]) -> Any:
-    """options[value], or a UserError naming the config key model.<key> and its choices."""
-    if value not in options:
-        raise UserError(
-            f"Unknown {key} {value!r} in config key model.{key}. "
-            f"Set --config.model.{key} to one of: {', '.join(options)}."
-        )
-    return options[value]
+from research.models import choose
 
 
 def pool(pooling: str, outputs: jax.Array, mask: jax.Array, **own: jax.Array) -> jax.Array:

@@ -10,8 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.models import register
-from research.models.pooling import choose, pool
+from research.models import choose, register
+from research.models.pooling import pool
 
 # An RNN carry is h [batch, hidden]; an LSTM carry is the pair (c, h), both [batch, hidden].
 Carry = jax.Array | tuple[jax.Array, jax.Array]

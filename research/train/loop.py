@@ -164,12 +164,13 @@ def train_batch_at(
     return sharding.global_batch(rows, mesh)
 
 
-def restore_best_state(
+def restore_best_params(
     workdir: str | pathlib.Path,
 ) -> tuple[ml_collections.ConfigDict, nn.Module, Any]:
-    """(config, model, best-checkpoint state) of a finished token-model run, for sampling and
-    init_from; the target state is built as the loop builds it, with vocab_size from the run's
-    vocab.json so that nothing reloads the data.
+    """(config, model, evaluation parameters of the best checkpoint) of a finished token-model
+    run, for sampling and init_from: the parameter average where the run kept one. The target
+    state is built as the loop builds it, with vocab_size from the run's vocab.json so that
+    nothing reloads the data.
     """
     workdir = pathlib.Path(workdir)
     needed = [workdir / "config.json", workdir / "vocab.json", workdir / "checkpoints" / "best"]
@@ -194,7 +195,8 @@ def restore_best_state(
     checkpointer.close()
     if restored is None:
         raise UserError(f"{str(workdir)!r} has no best checkpoint yet; let its run finish.")
-    return config, model, restored[0]
+    state = restored[0]
+    return config, model, evaluation_params(state.params, state.opt_state)
 
 
 def init_shared_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
@@ -203,14 +205,13 @@ def init_shared_from(workdir: str, state: Any, info: dict[str, Any]) -> Any:
     Transformer's `encoder` (from a masked LM) or an RNN's `embed` and `layers_<i>` (from a
     language model). The rest, the new task's head, keeps its initialisation.
     """
-    _, _, source = restore_best_state(workdir)  # checks first that the files are there
+    _, _, source_params = restore_best_params(workdir)  # checks first that the files are there
     source_vocabulary = json.loads((pathlib.Path(workdir) / "vocab.json").read_text())
     if info.get("vocabulary") != source_vocabulary:
         raise UserError(
             f"init_from={workdir!r} was trained with another vocabulary than this run's data. "
             f"Tokenize with it: --config.data.vocab_path={workdir}/vocab.json."
         )
-    source_params = evaluation_params(source.params, source.opt_state)
     shared = sorted(state.params.keys() & source_params.keys())
     if not shared:
         raise UserError(
