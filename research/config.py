@@ -63,6 +63,9 @@ def base_config(name: str) -> ml_collections.ConfigDict:
                 "patience": 0,
                 "checkpoint_every_steps": 0,
                 "keep_checkpoints": 2,
+                # > 0: adversarial training on the model's embeddings, a perturbation of this
+                # L2 norm per example (steps.make_train_step); twice the compute per step.
+                "adversarial_epsilon": 0.0,
             },
             # Batch split over data x fsdp devices; with fsdp > 1 every state leaf of at least
             # fsdp_min_size elements is sharded along its largest dimension divisible by fsdp,

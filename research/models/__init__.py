@@ -43,6 +43,13 @@ def choose(key: str, value: str, options: dict[str, Any]) -> Any:
     return options[value]
 
 
+def embeddings(module: nn.Module, x: jnp.ndarray) -> jnp.ndarray:
+    """Marks token embeddings as the value adversarial training perturbs (`Module.perturb`,
+    a no-op unless the step passes perturbations); `init` leaves no perturbation variable of
+    the example's shape behind."""
+    return x if module.is_initializing() else module.perturb("embeddings", x)
+
+
 def _load_all() -> None:
     for module in _MODULES:
         importlib.import_module(f"research.models.{module}")

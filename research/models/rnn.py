@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.models import choose, register
+from research.models import choose, embeddings, register
 from research.models.pooling import pool
 
 # An RNN carry is h [batch, hidden]; an LSTM carry is the pair (c, h), both [batch, hidden].
@@ -234,6 +234,7 @@ class RNNClassifier(nn.Module):
         else:
             mask = inputs != 0
             x = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype, name="embed")(inputs)
+            x = embeddings(self, x)
             # Whole tokens vanish (their vectors zeroed), so no single word can decide the label.
             word_dropout = nn.Dropout(self.word_dropout_rate, broadcast_dims=(2,))
             x = word_dropout(x, deterministic=not train)

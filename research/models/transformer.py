@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.models import register
+from research.models import embeddings, register
 from research.models.pooling import pool
 
 
@@ -93,7 +93,7 @@ class Encoder(nn.Module):
             raise ValueError(f"sequence length {time} exceeds the encoder's max_len {self.max_len}")
         mask = tokens != 0
         embed = functools.partial(nn.Embed, features=self.embed_dim, dtype=self.dtype)
-        x = embed(self.vocab_size, name="token_embed")(tokens)
+        x = embeddings(self, embed(self.vocab_size, name="token_embed")(tokens))
         x = x + embed(self.max_len, name="position_embed")(jnp.arange(time))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         for i in range(self.num_layers):

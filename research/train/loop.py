@@ -137,7 +137,7 @@ def build_steps(
     state_sharding = sharding.state_shardings(jax.eval_shape(init, init_key), mesh, config.mesh)
     state = jax.jit(init, out_shardings=state_sharding)(init_key)
     train_step = jax.jit(
-        make_train_step(task, step_key),
+        make_train_step(task, step_key, config.train.adversarial_epsilon),
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, replicated),
         donate_argnums=0,

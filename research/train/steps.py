@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from research.errors import UserError
 from research.tasks import Batch, Task
 from research.train.optim import evaluation_params
 
@@ -34,16 +35,33 @@ def create_state(
     )
 
 
-def make_train_step(task: Task, root_key: jax.Array):
-    """Returns `train_step(state, batch) -> (state, metric sums)`."""
+def adversarial(gradients: Any, epsilon: float) -> Any:
+    """The worst-case perturbation of L2 norm `epsilon` per example, to first order: each
+    gradient [batch, ...] scaled to that norm over all its non-batch axes."""
+
+    def scale(g):
+        norm = jnp.sqrt(jnp.sum(g**2, axis=tuple(range(1, g.ndim)), keepdims=True))
+        return epsilon * g / jnp.maximum(norm, 1e-12)
+
+    return jax.tree.map(scale, jax.lax.stop_gradient(gradients))
+
+
+def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float = 0.0):
+    """Returns `train_step(state, batch) -> (state, metric sums)`.
+
+    With `adversarial_epsilon` > 0 it minimises L(x) + L(x + r_adv) (adversarial training,
+    Goodfellow et al. 2015, on embeddings as in Miyato et al. 2017): r_adv is `adversarial` of
+    the loss gradient at every value the model marks with `self.perturb(name, value)` (its
+    embeddings), so a step costs two forward and backward passes. Metrics are the clean loss's.
+    """
 
     def train_step(state: TrainState, batch: Batch):
         step_key = jax.random.fold_in(root_key, state.step)
         augment_key, dropout_key = jax.random.split(step_key)
         inputs = task.model_inputs(batch, augment_key, train=True)
 
-        def loss_fn(params):
-            variables = {"params": params, "batch_stats": state.batch_stats}
+        def loss_fn(params, perturbations):
+            variables = {"params": params, "batch_stats": state.batch_stats, **perturbations}
             logits, updates = state.apply_fn(
                 variables,
                 inputs,
@@ -54,10 +72,37 @@ def make_train_step(task: Task, root_key: jax.Array):
             loss, metrics = task.loss_and_metrics(logits, batch)
             return loss, (metrics, updates.get("batch_stats", {}))
 
-        grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+        grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
+        if not adversarial_epsilon:
+            (grads, _), (metrics, batch_stats) = grad_fn(state.params, {})
+            return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+        zeros = jax.tree.map(jnp.zeros_like, perturbation_shapes(state, inputs))
+        (grads, input_grads), (metrics, batch_stats) = grad_fn(state.params, zeros)
+        attack = {"perturbations": adversarial(input_grads["perturbations"], adversarial_epsilon)}
+        (adversarial_grads, _), _ = grad_fn(state.params, attack)
+        grads = jax.tree.map(jnp.add, grads, adversarial_grads)
         return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
 
     return train_step
+
+
+def perturbation_shapes(state: TrainState, inputs: Any) -> dict:
+    """{"perturbations": shapes of the values the model marks with `perturb`}, traced only."""
+
+    def perturbations(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        _, marked = state.apply_fn(variables, inputs, mutable=["perturbations"])
+        return marked
+
+    marked = jax.eval_shape(perturbations, state.params)
+    if not marked:
+        raise UserError(
+            "train.adversarial_epsilon > 0 perturbs the values a model marks with "
+            "`self.perturb(...)` (its embeddings), but this model marks none. Use a model "
+            "with token embeddings (rnn_classifier, transformer_classifier, ...) or set "
+            "--config.train.adversarial_epsilon=0."
+        )
+    return marked
 
 
 def make_eval_step(task: Task):

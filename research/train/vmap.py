@@ -113,7 +113,8 @@ def train_group(
             peak_learning_rate=hparams["learning_rate"],
             momentum=hparams["momentum"],
         )
-        new, metrics = make_train_step(task, step_key)(state.replace(tx=point_tx), batch)
+        train_step = make_train_step(task, step_key, base.train.adversarial_epsilon)
+        new, metrics = train_step(state.replace(tx=point_tx), batch)
         return new.replace(tx=state.tx), metrics
 
     def train_step(group: GroupState, active: jax.Array, batch):
