@@ -1,9 +1,13 @@
 """Train one experiment: `python -m launch.train --config=experiments/NAME.py[:ARG] --workdir=DIR`.
 
-Rerunning the same command on the same workdir resumes; SIGTERM saves and exits 0.
+Rerunning the same command on the same workdir resumes; SIGTERM saves and exits 0;
+SIGUSR1 (`kill -USR1 PID`) prints every thread's Python stack to stderr and the run goes on,
+to see where a hung run, say one process of a multi-process run, is waiting.
 """
 
+import faulthandler
 import pathlib
+import signal
 
 from absl import flags
 
@@ -39,6 +43,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     if len(argv) > 1:
         common.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     config = common.load_config(overrides)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from research.train import distributed
 
     if FLAGS.deterministic_gpu:

@@ -89,8 +89,13 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGUSR1)  # every launch.train prints where it waits
+        time.sleep(3)
         kill(process)
-        raise
+        stacks = process.communicate()[1]
+        raise AssertionError(
+            f"still running after {timeout} s; stacks:\n{stacks[-30000:]}"
+        ) from None
     assert process.returncode == 0, stderr[-3000:]
     return stdout
 

@@ -92,3 +92,13 @@ def test_sigterm_saves_exits_zero_and_the_rerun_finishes_identically(uninterrupt
     result = run_module("launch.train", *ARGS, f"--workdir={tmp_path}")
     assert result.returncode == 0, result.stderr
     assert_same_run(tmp_path, uninterrupted)
+
+
+def test_sigusr1_prints_the_stacks_and_the_run_goes_on_unchanged(uninterrupted, tmp_path):
+    process = start(tmp_path)
+    wait_for_checkpoint(tmp_path, 40, process)
+    process.send_signal(signal.SIGUSR1)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "Current thread" in stderr and "train_and_evaluate" in stderr, stderr[-3000:]
+    assert_same_run(tmp_path, uninterrupted)
