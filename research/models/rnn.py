@@ -178,7 +178,7 @@ class RNNLanguageModel(nn.Module):
     def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
         """inputs: tokens [batch, time] int32 (0 = pad) -> logits [batch, time, vocab] float32."""
         mask = inputs != 0
-        x = self.embed(inputs)
+        x = embeddings(self, self.embed(inputs))
         for layer in self.layers:
             _, x = layer(self.dropout(x, deterministic=not train), mask)
         return self.W_hy(self.dropout(x, deterministic=not train)).astype(jnp.float32)
