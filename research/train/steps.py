@@ -51,8 +51,9 @@ def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float 
 
     With `adversarial_epsilon` > 0 it minimises L(x) + L(x + r_adv) (adversarial training,
     Goodfellow et al. 2015, on embeddings as in Miyato et al. 2017): r_adv is `adversarial` of
-    the loss gradient at every value the model marks with `self.perturb(name, value)` (its
-    embeddings), so a step costs two forward and backward passes. Metrics are the clean loss's.
+    the loss gradient at every value the model marks as perturbable (its token embeddings,
+    `research.models.embeddings`), so a step costs two forward and backward passes. Metrics
+    are the clean loss's.
     """
 
     def train_step(state: TrainState, batch: Batch):
@@ -87,7 +88,8 @@ def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float 
 
 
 def perturbation_shapes(state: TrainState, inputs: Any) -> dict:
-    """{"perturbations": shapes of the values the model marks with `perturb`}, traced only."""
+    """{"perturbations": shapes of the values the model marks with `Module.perturb`}; traced
+    only, so it costs no compute."""
 
     def perturbations(params):
         variables = {"params": params, "batch_stats": state.batch_stats}
@@ -97,9 +99,9 @@ def perturbation_shapes(state: TrainState, inputs: Any) -> dict:
     marked = jax.eval_shape(perturbations, state.params)
     if not marked:
         raise UserError(
-            "train.adversarial_epsilon > 0 perturbs the values a model marks with "
-            "`self.perturb(...)` (its embeddings), but this model marks none. Use a model "
-            "with token embeddings (rnn_classifier, transformer_classifier, ...) or set "
+            "train.adversarial_epsilon > 0 perturbs a model's token embeddings, but this "
+            "model has none (it reads no tokens). Use a model with token embeddings "
+            "(rnn_classifier, transformer_classifier, rnn_lm, ...) or set "
             "--config.train.adversarial_epsilon=0."
         )
     return marked
