@@ -74,14 +74,14 @@ def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float 
             return loss, (metrics, updates.get("batch_stats", {}))
 
         grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
-        if not adversarial_epsilon:
-            (grads, _), (metrics, batch_stats) = grad_fn(state.params, {})
-            return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
-        zeros = jax.tree.map(jnp.zeros_like, perturbation_shapes(state, inputs))
+        zeros = {}  # no perturbation: the model's `perturb` calls are no-ops
+        if adversarial_epsilon:
+            zeros = jax.tree.map(jnp.zeros_like, perturbation_shapes(state, inputs))
         (grads, input_grads), (metrics, batch_stats) = grad_fn(state.params, zeros)
-        attack = {"perturbations": adversarial(input_grads["perturbations"], adversarial_epsilon)}
-        (adversarial_grads, _), _ = grad_fn(state.params, attack)
-        grads = jax.tree.map(jnp.add, grads, adversarial_grads)
+        if adversarial_epsilon:
+            attack = adversarial(input_grads["perturbations"], adversarial_epsilon)
+            (adversarial_grads, _), _ = grad_fn(state.params, {"perturbations": attack})
+            grads = jax.tree.map(jnp.add, grads, adversarial_grads)
         return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
 
     return train_step
