@@ -1,13 +1,12 @@
 """ResNet-18 (CIFAR stem) on CIFAR-100 with the CIFAR-10 ResNet-18 recipe: about 77-78% top-1."""
 
 from experiments import cifar10_resnet18
-from research.errors import UserError
+from research.config import parse_arg
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    if arg is not None:
-        raise UserError(f"cifar100_resnet18 takes no argument, got {arg!r}.")
+    parse_arg(arg)  # takes no argument
     config = cifar10_resnet18.get_config()
     config.name = "cifar100_resnet18"
     config.data.name = "cifar100"

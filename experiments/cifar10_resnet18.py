@@ -2,17 +2,17 @@
 
 SGD with Nesterov momentum 0.9, lr 0.1 with warmup then cosine, weight decay 5e-4, batch 128,
 200 epochs, random crop + flip (as in kuangliu/pytorch-cifar and most CIFAR baselines).
-`:subset` trains on the 4,000-image subset folder made by `launch.cifar_subset_to_folder`.
+`:subset=true` trains on the 4,000-image subset folder made by `launch.cifar_subset_to_folder`.
 """
 
 from experiments.cifar10_resnet20 import SUBSET_PATH
-from research.config import base_config
-from research.errors import UserError
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
+    arg = parse_arg(arg, subset=False)
     config = base_config("cifar10_resnet18")
     config.data.name = "cifar10"
     config.data.batch_size = 128
@@ -25,11 +25,9 @@ def get_config(arg=None):
     config.optimizer.schedule = "cosine"
     config.optimizer.warmup_epochs = 1.0
     config.train.num_epochs = 200
-    if arg == "subset":
+    if arg.subset:
         config.data.name = "image_folder"
         config.data.path = SUBSET_PATH
-    elif arg is not None:
-        raise UserError(f"cifar10_resnet18 takes no argument or 'subset', got {arg!r}.")
     return config
 
 

@@ -1,12 +1,12 @@
 """LeNet-5 on scikit-learn's 8x8 digits: the offline default (>= 98% test accuracy, < 1 minute)."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    del arg
+    parse_arg(arg)  # takes no argument
     config = base_config("digits_lenet")
     config.data.name = "digits"
     config.data.batch_size = 32

@@ -1,12 +1,12 @@
 """The lecture's 3-layer MLP on scikit-learn's 8x8 digits, offline."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    del arg
+    parse_arg(arg)  # takes no argument
     config = base_config("digits_mlp")
     config.data.name = "digits"
     config.data.batch_size = 32

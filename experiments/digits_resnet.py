@@ -3,13 +3,13 @@
 ResNet-8 (one basic block per stage) at width 16 trains in about a minute on a laptop CPU.
 """
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    del arg
+    parse_arg(arg)  # takes no argument
     config = base_config("digits_resnet")
     config.data.name = "digits"
     config.data.batch_size = 32

@@ -1,12 +1,12 @@
 """LSTM reading each 8x8 digit as 8 rows of 8 pixels: sequence classification, offline."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    del arg
+    parse_arg(arg)  # takes no argument
     config = base_config("digits_rows_lstm")
     config.data.name = "digits_rows"
     config.data.batch_size = 32

@@ -1,12 +1,12 @@
 """LeNet-5 on Fashion-MNIST from TFDS; the MNIST recipe on a harder dataset of the same shape."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    del arg
+    parse_arg(arg)  # takes no argument
     config = base_config("fashion_mnist_lenet")
     config.data.name = "fashion_mnist"
     config.data.batch_size = 128

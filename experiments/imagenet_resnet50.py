@@ -6,8 +6,7 @@ are decoded once to 224x224 center squares (shorter side resized to 224) and ran
 crops are cut from them on the device, so the training set must fit in host memory (~190 GB).
 """
 
-from research.config import base_config
-from research.errors import UserError
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product, zipped
 
@@ -15,8 +14,7 @@ BASE_BATCH = 256
 
 
 def get_config(arg=None):
-    if arg is not None:
-        raise UserError(f"imagenet_resnet50 takes no argument, got {arg!r}.")
+    parse_arg(arg)  # takes no argument
     config = base_config("imagenet_resnet50")
     config.data.name = "imagenet2012"
     config.data.image_size = 224

@@ -1,13 +1,13 @@
 """Transformer classifier on IMDB reviews (TFDS `imdb_reviews`), WordPiece, first 256 tokens."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.data.text import text_fields
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    del arg
+    parse_arg(arg)  # takes no argument
     config = base_config("imdb_transformer")
     config.data.name = "imdb_reviews"
     config.data.update(text_fields(seq_len=256, tokenizer="wordpiece", vocab_size=16000))

@@ -8,14 +8,14 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.lectures import masked_lm, plots, verdict
 from research.models import default_config
 from research.sweep import axis
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    quick = arg == "quick"
+    quick = parse_arg(arg, quick=False).quick
     config = base_config("lecture_attention")
     # Read by research.lectures.masked_lm, not research.data; quick runs skip the docstrings.
     config.data.name = "pydoc_topics" if quick else "pydoc_topics+docstrings"
@@ -55,17 +55,19 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, A
     ids = vocab.encode(words)
     split = int(len(ids) * (1 - config.study.held_out_fraction))
     fields = {k: v for k, v in config.model.items() if k not in ("name", "max_len")}
-    model, params, losses = masked_lm.train(
+    trained = masked_lm.train(
         ids[:split],
+        ids[split:],
         len(vocab.words),
+        config.optimizer,
         steps=config.study.steps,
         seq_len=config.model.max_len,
         batch_size=config.data.batch_size,
-        learning_rate=config.optimizer.learning_rate,
         seed=config.seed,
         **fields,
     )
-    accuracy = masked_lm.masked_accuracy(model, params, ids[split:], config.model.max_len, 1)
+    model, params, losses = trained.model, trained.params, trained.losses
+    accuracy = trained.curves["held_out"][-1]["accuracy"]
     baseline = float(np.bincount(ids[split:]).max() / (len(ids) - split))
 
     sentences = [sentence.split() for sentence in config.study.contexts]

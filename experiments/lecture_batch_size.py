@@ -7,7 +7,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.lectures import plots, verdict
 from research.models import default_config
 from research.sweep import axis, expand, product
@@ -15,7 +15,7 @@ from research.train.loop import Diverged, train_and_evaluate
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    quick = arg == "quick"
+    quick = parse_arg(arg, quick=False).quick
     config = base_config("lecture_batch_size")
     config.model = default_config("mlp", hidden_sizes=(64,), activation="tanh")
     config.optimizer.name = "sgd"

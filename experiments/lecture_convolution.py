@@ -4,14 +4,13 @@ in general (W - F + 2P) / S + 1; with the activation maps of a trained LeNet on 
 import pathlib
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.lectures import fit, plots, verdict
 from research.lectures.convolution import conv_output_size, flax_conv_shape
-from research.models import build_model, default_config
+from research.models import default_config
 from research.sweep import axis
 
 # (W, F, P, S) cases of the lecture's formula, the first being its 32x32x3 example.
@@ -23,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = default_config("lenet", padding=("SAME", "SAME"))  # 8x8 digits stay 8x8
     config.data.batch_size = 32
     config.optimizer.learning_rate = 2e-3
-    config.train.num_epochs = 1 if arg == "quick" else 10
+    config.train.num_epochs = 1 if parse_arg(arg, quick=False).quick else 10
     return config
 
 
@@ -47,17 +46,12 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, A
         flax_shape = flax_conv_shape(width, 3, field, 6, padding, stride)
         table.append((width, field, padding, stride, formula, flax_shape[0]))
 
-    splits = fit.digits()
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}
-    model = build_model(**fields, num_classes=10)
-    params = model.init(jax.random.key(config.seed), splits["train"][0][:1])["params"]
-    trainer = fit.Trainer(fit.cross_entropy(model), params, config.optimizer.learning_rate)
-    for epoch in range(config.train.num_epochs):
-        trainer.run(fit.epoch_batches(splits["train"], config.data.batch_size, config.seed, epoch))
-    test_error = fit.error_rate(model, trainer.params, splits["test"])
+    dataset, trained = fit.train_config(config, evaluate=("test",))
+    test_error = 1 - trained.curves["test"][-1]["accuracy"]
 
-    image = splits["test"][0][:1]
-    _, state = model.apply({"params": trainer.params}, image, capture_intermediates=True)
+    test = dataset.splits["test"]
+    image = trained.inputs({"image": test["image"][:1]})
+    _, state = trained.model.apply({"params": trained.params}, image, capture_intermediates=True)
     c1 = np.maximum(np.asarray(state["intermediates"]["Conv_0"]["__call__"][0][0]), 0)
     c3 = np.maximum(np.asarray(state["intermediates"]["Conv_1"]["__call__"][0][0]), 0)
     columns = max(c1.shape[-1], 8)
@@ -66,7 +60,7 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, A
     for ax in axes.flat:
         ax.axis("off")
     axes[0, 0].imshow(image[0, ..., 0], cmap="gray")
-    axes[0, 0].set_title(f"digit {int(splits['test'][1][0])}", fontsize=8)
+    axes[0, 0].set_title(f"digit {int(test['label'][0])}", fontsize=8)
     _show_maps(axes[1, : c1.shape[-1]], c1, "C1")
     for row in range(2, rows):
         start = (row - 2) * columns

@@ -1,21 +1,22 @@
 """Lecture claim: on a small training set an over-parameterised MLP's test error exceeds its
 training error, validation error tracks test error, and its minimum is where to stop."""
 
+import dataclasses
 import pathlib
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
-from research.config import base_config
+from research import data as data_lib
+from research.config import base_config, parse_arg
 from research.lectures import fit, plots, verdict
-from research.models import build_model, default_config
+from research.models import default_config
 from research.sweep import axis
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    quick = arg == "quick"
+    quick = parse_arg(arg, quick=False).quick
     config = base_config("lecture_learning_curves")
     # About 35k weights for 100 training patterns.
     config.model = default_config("mlp", hidden_sizes=(64,) if quick else (512,))
@@ -32,20 +33,14 @@ def sweep() -> list[dict[str, Any]]:
 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
-    splits = fit.digits(flat=True)
-    x, y = splits["train"]
-    splits["train"] = (x[: config.study.train_size], y[: config.study.train_size])
-    model = build_model("mlp", hidden_sizes=tuple(config.model.hidden_sizes), num_classes=10)
-    params = model.init(jax.random.key(config.seed), x[:1])["params"]
-    trainer = fit.Trainer(
-        fit.cross_entropy(model), params, config.optimizer.learning_rate, config.optimizer.name
-    )
-    errors = {split: [] for split in ("train", "val", "test")}
-    for epoch in range(config.train.num_epochs):
-        trainer.run(fit.epoch_batches(splits["train"], config.data.batch_size, config.seed, epoch))
-        for split, values in errors.items():
-            values.append(fit.error_rate(model, trainer.params, splits[split]))
-    curves = {split: np.array(values) for split, values in errors.items()}
+    dataset = data_lib.load(config.data)
+    small = {k: v[: config.study.train_size] for k, v in dataset.splits["train"].items()}
+    dataset = dataclasses.replace(dataset, splits={**dataset.splits, "train": small})
+    _, trained = fit.train_config(config, dataset, evaluate=("train", "val", "test"))
+    curves = {
+        split: 1 - np.array([metrics["accuracy"] for metrics in values])
+        for split, values in trained.curves.items()
+    }
     best = int(np.argmin(curves["val"]))  # the first minimum: stop as early as possible
     epochs = np.arange(1, config.train.num_epochs + 1)
 

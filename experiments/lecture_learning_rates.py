@@ -6,14 +6,14 @@ import pathlib
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.lectures import fit, hessian, plots, verdict
 from research.lectures.quadratic import (
     REGIMES,
+    Descent,
     eta_opt,
     gradient_descent,
     quadratic,
@@ -24,7 +24,7 @@ from research.sweep import axis
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    quick = arg == "quick"
+    quick = parse_arg(arg, quick=False).quick
     config = base_config("lecture_learning_rates")
     config.model = default_config("mlp", hidden_sizes=(32,))
     config.optimizer.name = "sgd"  # full-batch gradient descent; eta is set by each regime
@@ -63,18 +63,36 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, A
     quad = _quadratic_part(config)
     x, y = fit.digits(flat=True)["train"]
     x, y = x[: config.data.batch_size], y[: config.data.batch_size]
+    batch = {"inputs": x, "targets": jax.nn.one_hot(y, 10)}
     model = build_model("mlp", hidden_sizes=tuple(config.model.hidden_sizes), num_classes=10)
     init_key, power_key = jax.random.split(jax.random.key(config.seed))
     params = model.init(init_key, x[:1])["params"]
-    targets = jax.nn.one_hot(y, 10)
+    task = fit.SquaredError(scale=0.5)  # the lecture's J = 1/2 sum_k (t_k - z_k)^2, z linear
 
     def loss(p):
-        """The lecture's squared cost J = 1/2 sum_k (t_k - z_k)^2, averaged over the patterns."""
-        return 0.5 * jnp.mean(jnp.sum((targets - model.apply({"params": p}, x)) ** 2, -1))
+        """J averaged over the patterns, as a function of the parameters alone."""
+        return task.loss_and_metrics(model.apply({"params": p}, x), batch, {})[0]
+
+    def descend(eta: float) -> Descent:
+        """Full-batch gradient descent from `params` at `eta` through the library's steps."""
+        optimizer = config.optimizer.copy_and_resolve_references()
+        optimizer.learning_rate = eta
+        trained = fit.train(
+            model,
+            task,
+            optimizer,
+            lambda epoch, step: batch,
+            steps_per_epoch=config.train.num_epochs,
+            num_epochs=1,
+            seed=config.seed,
+            params=params,
+        )
+        losses = [*trained.losses, float(loss(trained.params))]
+        return Descent.of(losses, losses, trained.params)
 
     top = hessian.top_eigenvalue(loss, params, power_key)
     multiples = tuple(config.study.network_multiples)
-    net = {m: gradient_descent(loss, params, m / top, config.train.num_epochs) for m in multiples}
+    net = {m: descend(m / top) for m in multiples}
     # Where the run ended, not where it started: sharpness falls as the weights move.
     top_after = {
         m: hessian.top_eigenvalue(loss, d.params, power_key)

@@ -9,14 +9,14 @@ import ml_collections
 import numpy as np
 
 from research import backprop as bp
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.lectures import fit, plots, verdict
 from research.models import default_config
 from research.sweep import axis
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    quick = arg == "quick"
+    quick = parse_arg(arg, quick=False).quick
     config = base_config("lecture_protocols")
     config.model = default_config("mlp", hidden_sizes=(32,), activation="sigmoid")
     config.task.loss = "cross_entropy"

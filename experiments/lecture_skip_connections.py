@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.lectures import fit, gradients, memory_tasks, plots, verdict
 from research.models import build_model, default_config
 from research.sweep import axis, expand, product
@@ -17,7 +17,7 @@ from research.train.loop import train_and_evaluate
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    quick = arg == "quick"
+    quick = parse_arg(arg, quick=False).quick
     config = base_config("lecture_skip_connections")
     config.model = default_config("cifar_resnet", width=4 if quick else 8)
     config.data.batch_size = 64
@@ -70,13 +70,16 @@ def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, A
     norms, accuracy = resnets["norms"], resnets["accuracy"]
     depths = list(config.study.depths)
     spread = {key: float(np.log10(n[0] / n[-1])) for key, n in norms.items()}
+    rnn_optimizer = config.optimizer.copy_and_resolve_references()
+    rnn_optimizer.learning_rate = config.study.rnn_learning_rate
+    rnn_optimizer.grad_clip_norm = 1.0  # one exploding step of a recurrent net ends no run
     memory = {
         (cell, length): memory_tasks.train_adding(
             cell,
             length,
+            rnn_optimizer,
             steps=config.study.rnn_steps,
             hidden_size=config.study.rnn_hidden_size,
-            learning_rate=config.study.rnn_learning_rate,
             batch_size=config.study.rnn_batch_size,
             seed=config.seed,
         )[0]

@@ -8,9 +8,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.lectures import fit, plots, verdict
-from research.models import build_model, default_config
+from research.models import default_config
 from research.sweep import axis
 
 
@@ -19,7 +19,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = default_config("mlp", hidden_sizes=(32,))  # its logits on a test digit
     config.data.batch_size = 32
     config.optimizer.learning_rate = 3e-3
-    config.train.num_epochs = 1 if arg == "quick" else 5
+    config.train.num_epochs = 1 if parse_arg(arg, quick=False).quick else 5
     config.study = {"betas": (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)}
     return config
 
@@ -34,14 +34,10 @@ def softmax_outputs(logits: jax.Array, betas: tuple[float, ...]) -> np.ndarray:
 
 
 def run(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
-    splits = fit.digits(flat=True)
-    model = build_model("mlp", hidden_sizes=tuple(config.model.hidden_sizes), num_classes=10)
-    params = model.init(jax.random.key(config.seed), splits["train"][0][:1])["params"]
-    trainer = fit.Trainer(fit.cross_entropy(model), params, config.optimizer.learning_rate)
-    for epoch in range(config.train.num_epochs):
-        trainer.run(fit.epoch_batches(splits["train"], config.data.batch_size, config.seed, epoch))
-    image, label = splits["test"][0][:1], int(splits["test"][1][0])
-    logits = model.apply({"params": trainer.params}, image)[0]
+    dataset, trained = fit.train_config(config)
+    test = dataset.splits["test"]
+    image, label = trained.inputs({"image": test["image"][:1]}), int(test["label"][0])
+    logits = trained.model.apply({"params": trained.params}, image)[0]
     betas = tuple(config.study.betas)
     outputs = softmax_outputs(logits, betas)
     top = outputs.max(axis=1)

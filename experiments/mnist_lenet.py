@@ -1,13 +1,14 @@
 """LeNet-5 on MNIST from TFDS (prepare offline with `python -m launch.prepare_data mnist`)."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
+    arg = parse_arg(arg, dataset="mnist")  # `:dataset=fashion_mnist`: a dataset of that shape
     config = base_config("mnist_lenet")
-    config.data.name = arg or "mnist"
+    config.data.name = arg.dataset
     config.data.batch_size = 128
     config.model = default_config("lenet", padding=("SAME", "VALID"))
     # Random 2-pixel shifts, like the distortions with which LeCun et al. reach 0.8% error.

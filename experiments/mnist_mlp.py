@@ -1,12 +1,12 @@
 """The lecture's 3-layer MLP on MNIST from TFDS: 784 -> 800 -> 10 (>= 98% test accuracy)."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    del arg
+    parse_arg(arg)  # takes no argument
     config = base_config("mnist_mlp")
     config.data.name = "mnist"
     config.data.batch_size = 128

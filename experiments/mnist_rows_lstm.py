@@ -1,12 +1,12 @@
 """Sequential MNIST: an LSTM reads each image as 28 rows of 28 pixels (TFDS `mnist`)."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    del arg
+    parse_arg(arg)  # takes no argument
     config = base_config("mnist_rows_lstm")
     config.data.name = "mnist_rows"
     config.data.batch_size = 128

@@ -1,15 +1,15 @@
-"""Character LSTM on tiny Shakespeare (TFDS), or on a local copy: `shakespeare_lstm.py:FILE`."""
+"""Character LSTM on tiny Shakespeare from TFDS, or from a local copy with `:path=FILE`."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.data.text import text_fields
 from research.models import default_config
 from research.sweep import axis, product
 
 
-def shakespeare_data(config, arg):
-    """TFDS `tiny_shakespeare`, or with `arg` the UTF-8 file at that path split 90/5/5."""
-    config.data.name = "text_file" if arg else "tiny_shakespeare"
-    config.data.path = arg
+def shakespeare_data(config, path: str):
+    """TFDS `tiny_shakespeare`, or with a path the UTF-8 file there split 90/5/5."""
+    config.data.name = "text_file" if path else "tiny_shakespeare"
+    config.data.path = path or None
     config.data.update(text_fields(seq_len=128))
     config.data.batch_size = 32
     config.task.name = "char_lm"
@@ -17,7 +17,7 @@ def shakespeare_data(config, arg):
 
 def get_config(arg=None):
     config = base_config("shakespeare_lstm")
-    shakespeare_data(config, arg)
+    shakespeare_data(config, parse_arg(arg, path="").path)
     config.model = default_config(
         "rnn_lm", embed_dim=128, hidden_size=512, num_layers=2, dropout_rate=0.2
     )

@@ -1,15 +1,15 @@
 """Causal character Transformer on tiny Shakespeare, the same data and split as the LSTM's."""
 
 from experiments.shakespeare_lstm import shakespeare_data
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
-    """`arg`: a local text file instead of TFDS (see shakespeare_lstm.shakespeare_data)."""
+    """`:path=FILE`: a local text file instead of TFDS (see shakespeare_lstm.shakespeare_data)."""
     config = base_config("shakespeare_transformer")
-    shakespeare_data(config, arg)
+    shakespeare_data(config, parse_arg(arg, path="").path)
     config.model = default_config(
         "transformer_lm",
         max_len=config.data.seq_len,

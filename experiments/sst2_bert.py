@@ -1,19 +1,19 @@
-"""Fine-tune a masked-LM encoder on SST-2: `sst2_bert.py[:DIR] --config.init_from=PRETRAINED`.
+"""Fine-tune a masked-LM encoder on SST-2: `sst2_bert.py[:path=DIR] --config.init_from=PRETRAINED`.
 
-PRETRAINED is a `text_bert_mlm.py:DIR` (or `:sst2`) workdir on the same data; without
+PRETRAINED is a `text_bert_mlm.py:path=DIR` (or `:sst2=true`) workdir on the same data; without
 init_from the same Transformer trains from scratch, the baseline to compare with.
 """
 
 from experiments.sst2_lstm import sst2_data
 from experiments.text_bert_mlm import SST2_ENCODER
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.models import default_config
 from research.sweep import axis, product
 
 
 def get_config(arg=None):
     config = base_config("sst2_bert")
-    sst2_data(config, arg)
+    sst2_data(config, parse_arg(arg, path="").path)
     config.data.batch_size = 32
     # Mean-pooled: the masked LM trained every token's state, never the [CLS] one.
     config.model = default_config(

@@ -1,6 +1,6 @@
-"""LSTM sentiment classifier on SST-2: TFDS `glue/sst2`, or `sst2_lstm.py:DIR` with stsa files."""
+"""LSTM sentiment classifier on SST-2: TFDS `glue/sst2`, or the stsa files in DIR (`:path=DIR`)."""
 
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.data.text import text_fields
 from research.models import default_config
 from research.sweep import axis, product
@@ -8,7 +8,7 @@ from research.sweep import axis, product
 SEQ_LEN = 64  # [CLS] + WordPiece tokens; longer SST-2 sentences are cut
 
 
-def sst2_data(config, directory):
+def sst2_data(config, directory: str):
     """TFDS `glue/sst2`, or the sentence-level files DIR/stsa.binary.{train,dev,test}.
 
     Both fit WordPiece on the training sentences only, so a masked-LM pretrained on the same
@@ -26,7 +26,7 @@ def sst2_data(config, directory):
 
 def get_config(arg=None):
     config = base_config("sst2_lstm")
-    sst2_data(config, arg)
+    sst2_data(config, parse_arg(arg, path="").path)
     config.data.batch_size = 32
     config.model = default_config(
         "rnn_classifier",

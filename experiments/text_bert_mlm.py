@@ -1,11 +1,11 @@
 """BERT-style masked-LM pretraining: characters of Python's docs (offline default), or SST-2.
 
-`text_bert_mlm.py:sst2` pretrains on TFDS glue/sst2 sentences and `text_bert_mlm.py:DIR` on the
-stsa.binary files in DIR, both with WordPiece, for `sst2_bert.py` to fine-tune.
+`text_bert_mlm.py:sst2=true` pretrains on TFDS glue/sst2 sentences and `text_bert_mlm.py:path=DIR`
+on the stsa.binary files in DIR, both with WordPiece, for `sst2_bert.py` to fine-tune.
 """
 
 from experiments.sst2_lstm import SEQ_LEN, sst2_data
-from research.config import base_config
+from research.config import base_config, parse_arg
 from research.data.text import text_fields
 from research.models import default_config
 from research.sweep import axis, product
@@ -22,10 +22,11 @@ SST2_ENCODER = {
 
 
 def get_config(arg=None):
+    arg = parse_arg(arg, sst2=False, path="")
     config = base_config("text_bert_mlm")
     config.task.name = "masked_lm"
-    if arg:
-        sst2_data(config, None if arg == "sst2" else arg)
+    if arg.sst2 or arg.path:
+        sst2_data(config, arg.path)
         config.model = default_config("bert_mlm", dropout_rate=0.1, **SST2_ENCODER)
         config.data.batch_size = 64
         config.train.num_epochs = 40  # 47 min on one core; val masked-token accuracy 20.9%

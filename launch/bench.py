@@ -12,13 +12,16 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
 from launch import common
 from research import data as data_lib
 from research.flops import matmul_flops
-from research.train import loop, sharding
+from research.train import sharding
+from research.train.population import build_population
+from research.train.setup import build_setup
 
 flags.DEFINE_integer("batch_size", None, "Global batch size (default: the experiment's).")
 flags.DEFINE_integer("steps", 20, "Timed steps for each of the two measurements.")
@@ -86,9 +89,10 @@ def fake_dataset(batch_size: int, shape: tuple[int, ...], num_classes: int) -> d
 
 def _time_steps(train_step, state, batches, count: int) -> tuple[Any, float]:
     """Runs `count` steps on `next(batches)`; returns the state and seconds until it is ready."""
+    active = jnp.ones(1, bool)
     start = time.perf_counter()
     for _ in range(count):
-        state, _ = train_step(state, next(batches))
+        state, _ = train_step(state, active, next(batches))
     jax.block_until_ready(state)
     return state, time.perf_counter() - start
 
@@ -97,21 +101,22 @@ def benchmark(config, steps: int, warmup: int, dataset: data_lib.Dataset | None 
     """The benchmark's fields for a locked config; `dataset` replaces the config's data."""
     mesh = sharding.make_mesh(config.mesh)
     with jax.set_mesh(mesh):
-        dataset, task, model = loop.build_setup(config, dataset)
-        state, train_step, _, steps_per_epoch = loop.build_steps(config, dataset, task, model, mesh)
+        dataset, task, model = build_setup(config, dataset)
+        population = build_population([config], dataset, task, model, mesh, stacked=False)
+        state, train_step = population.state, population.train_step
 
         def pipeline(start: int = 0):
             """The loop's batches in the loop's order (wrapping around the epoch)."""
             step = start
             while True:
-                yield loop.train_batch_at(dataset, config, mesh, *divmod(step, steps_per_epoch))
+                yield population.batch_at(*divmod(step, population.steps_per_epoch))
                 step += 1
 
-        first = next(pipeline())
-        flops = matmul_flops(train_step, state, first)  # global: the whole batch
+        first, active = next(pipeline()), jnp.ones(1, bool)
+        flops = matmul_flops(train_step, state, active, first)  # global: the whole batch
         hits_before = EVENTS[CACHE_HIT]
         start = time.perf_counter()
-        compiled = train_step.lower(state, first).compile()
+        compiled = train_step.lower(state, active, first).compile()
         compile_time = time.perf_counter() - start
         cache_hit = EVENTS[CACHE_HIT] > hits_before
 
@@ -166,16 +171,38 @@ def _uncached_compile_time(result: dict, out: pathlib.Path) -> float | None:
     return json.loads(out.read_text()).get("uncached_compile_time_s") if out.exists() else None
 
 
+def check_flags() -> tuple[int, ...]:
+    """Refuses counts the benchmark cannot use before anything is built; returns the fake
+    image shape (empty without --fake_data)."""
+    fake_classes = FLAGS.fake_classes if FLAGS.fake_data else None
+    wrong = [
+        f"--{name}={value} must be >= {least} ({meaning})"
+        for name, value, least, meaning in (
+            ("steps", FLAGS.steps, 1, "the timed steps of each measurement"),
+            ("warmup_steps", FLAGS.warmup_steps, 0, "the untimed steps before each"),
+            ("batch_size", FLAGS.batch_size, 1, "or omitted for the experiment's own"),
+            ("fake_classes", fake_classes, 1, "the number of labels"),
+        )
+        if value is not None and value < least
+    ]
+    shape = tuple(FLAGS.fake_shape) if FLAGS.fake_data else ()
+    if FLAGS.fake_data and not (shape and all(n.isdigit() and int(n) > 0 for n in shape)):
+        wrong.append(f"--fake_shape={','.join(shape)} must be positive integers (e.g. 224,224,3)")
+    if wrong:
+        common.fail(f"cannot benchmark: {'; '.join(wrong)}. Pass such values.")
+    return tuple(int(n) for n in shape)
+
+
 def main(argv: list[str], overrides: dict[str, str]) -> None:
     if len(argv) > 1:
         common.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
-    if FLAGS.batch_size:
+    shape = check_flags()
+    if FLAGS.batch_size is not None:
         overrides = {**overrides, "data.batch_size": str(FLAGS.batch_size)}
     config = common.load_config(overrides)
     enable_compilation_cache(FLAGS.cache_dir)
     dataset = None
     if FLAGS.fake_data:
-        shape = tuple(int(n) for n in FLAGS.fake_shape)
         dataset = fake_dataset(config.data.batch_size, shape, FLAGS.fake_classes)
     result = benchmark(config, FLAGS.steps, FLAGS.warmup_steps, dataset)
     out = pathlib.Path(FLAGS.out or f"runs/bench/{config.name}.json")

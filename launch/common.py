@@ -1,8 +1,11 @@
 """What every entry point shares: `--config=FILE[:ARG]` with `--config.KEY=VALUE` overrides,
-and turning a `UserError` into one paragraph on stderr and exit status 2.
+validated before anything runs, and turning a `UserError` into one paragraph on stderr and exit
+status 2.
 """
 
 import functools
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -10,11 +13,13 @@ from absl import app, flags, logging
 
 from research import config as config_lib
 from research.errors import UserError
+from research.validation import validate
 
 flags.DEFINE_string(
     "config",
     config_lib.DEFAULT_EXPERIMENT,
-    "Experiment file and optional argument: experiments/NAME.py[:ARG]. Override any field "
+    "Experiment file and optional argument: experiments/NAME.py[:ARG], ARG being key=value pairs "
+    "separated by commas over the keys the file's get_config declares. Override any field "
     "with --config.KEY=VALUE (dotted keys, e.g. --config.optimizer.learning_rate=0.01).",
 )
 FLAGS = flags.FLAGS
@@ -38,6 +43,7 @@ def load_config(overrides: dict[str, str]):
     config.unlock()  # Overrides may only replace values; override() checks keys and types.
     config_lib.apply_overrides(config, overrides)
     config.lock()
+    validate(config)
     return config
 
 
@@ -46,8 +52,21 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def run(main: Callable[[list[str], dict[str, str]], None]) -> None:
-    """absl's app.run for a main that also receives the config overrides."""
+def _stop_before_work(number: int, frame) -> None:
+    """A stop signal before the run installs its own handler: nothing is started, so exit at
+    once (an exception raised here could land in a callback that swallows it)."""
+    name = signal.Signals(number).name
+    print(f"preempted ({name}) during start-up; nothing to save; rerun to start", flush=True)
+    os._exit(0 if number == signal.SIGTERM else 128 + number)
+
+
+def run(main: Callable[[list[str], dict[str, str]], None], trains: bool = False) -> None:
+    """absl's app.run for a main that also receives the config overrides. For entry points
+    that train (`trains`), SIGTERM and Ctrl-C end start-up cleanly until the training loop
+    takes them over."""
+    if trains:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, _stop_before_work)
     argv, overrides = split_overrides(sys.argv)
 
     def guarded(argv):

@@ -14,7 +14,7 @@ from research import config as config_lib
 
 flags.DEFINE_string("workdir", "runs/lectures", "Output directory; one folder per study.")
 flags.DEFINE_string("only", None, "Run one study, e.g. softmax_temperature.")
-flags.DEFINE_bool("quick", False, "Tiny variants (get_config('quick')) that run in seconds.")
+flags.DEFINE_bool("quick", False, "Tiny variants (lecture_NAME.py:quick=true) that run in seconds.")
 FLAGS = flags.FLAGS
 
 
@@ -26,7 +26,7 @@ def studies() -> list[str]:
 
 def run_study(name: str, quick: bool, overrides: dict[str, str], workdir: pathlib.Path) -> dict:
     path = f"experiments/lecture_{name}.py"
-    config = config_lib.load(path + (":quick" if quick else ""))
+    config = config_lib.load(path + (":quick=true" if quick else ""))
     config.unlock()
     config_lib.apply_overrides(config, overrides)
     config.lock()

@@ -56,9 +56,11 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         print(f"failed: {name} (see {root / name / 'error.txt'})")
     print(f"report: {root / 'report.md'}")
     print(f"{outcome.line()} in {outcome.seconds:.1f} s", flush=True)
+    if outcome.stopped:
+        sys.exit(outcome.stopped)
     if outcome.failed:
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(main, trains=True)

@@ -8,6 +8,7 @@ to see where a hung run, say one process of a multi-process run, is waiting.
 import faulthandler
 import pathlib
 import signal
+import sys
 
 from absl import flags
 
@@ -62,7 +63,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         summary = train_and_evaluate(config, workdir, overwrite=FLAGS.overwrite)
     except Preempted as preempted:
         print(preempted, flush=True)
-        return
+        sys.exit(preempted.exit_code)
     best, test = summary["best"], summary["test"]
     target = summary["target"]["metric"]
     print(
@@ -74,4 +75,4 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
 
 
 if __name__ == "__main__":
-    common.run(main)
+    common.run(main, trains=True)

@@ -1,7 +1,9 @@
-"""Experiment configs: load an experiment file, apply dotted overrides with type checks, compare.
+"""Experiment configs: the base fields with their allowed values; load an experiment file, parse
+its `:ARG`, apply dotted overrides with type checks, compare.
 
 One mechanism serves the command line (`--config.KEY=VALUE`), sweeps and resume checks, so an
-unknown key or a wrong type is the same clear `UserError` everywhere, before any compute starts.
+unknown key or a wrong type is the same clear `UserError` everywhere, before any compute starts;
+research.validation checks every value against the declarations here.
 """
 
 import ast
@@ -9,15 +11,50 @@ import difflib
 import importlib.util
 import json
 import pathlib
+import re
 from typing import Any
 
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from research.checks import FRACTION, PATH, TEXT, Check, integer, number, optional, tuple_of
 from research.errors import UserError
 
 DEFAULT_EXPERIMENT = "experiments/digits_lenet.py"
 REQUIRED_KEYS = ("seed", "optimizer.learning_rate", "data.batch_size", "train.num_epochs")
+
+
+def _is_regex(pattern: Any) -> bool:
+    try:
+        re.compile(pattern)
+    except (re.error, TypeError):
+        return False
+    return True
+
+
+def _warmup(config: ml_collections.ConfigDict) -> str:
+    return f"a number from 0 to train.num_epochs ({config.train.num_epochs}), the run's length"
+
+
+def _decay_epochs(config: ml_collections.ConfigDict) -> str:
+    return (
+        f"a tuple of epochs, each above optimizer.warmup_epochs ({config.optimizer.warmup_epochs}) "
+        f"and below train.num_epochs ({config.train.num_epochs})"
+    )
+
+
+def _in_run(value: Any, config: ml_collections.ConfigDict) -> bool:
+    return number(0, config.train.num_epochs).ok(value, config)
+
+
+def _decays_in_run(value: Any, config: ml_collections.ConfigDict) -> bool:
+    """Only the step schedule reads the decay epochs (an experiment that switches to another
+    may leave its step recipe's epochs behind)."""
+    low, high = config.optimizer.warmup_epochs, config.train.num_epochs
+    return isinstance(value, list | tuple) and (
+        config.optimizer.schedule != "step"
+        or all(number().ok(epoch, config) and low < epoch < high for epoch in value)
+    )
 
 
 def base_config(name: str) -> ml_collections.ConfigDict:
@@ -75,6 +112,52 @@ def base_config(name: str) -> ml_collections.ConfigDict:
     )
 
 
+# The allowed values of every field of `base_config`. Names of registered things (data.name, an
+# unregistered name being a TFDS dataset, model.name, task.name, task.augment, optimizer.name and
+# optimizer.schedule) are checked by their registry; task.loss by the tasks that read it; model
+# fields by the model; fields a component reads beyond these by that component (Registry.declare).
+FIELDS: dict[str, Check] = {
+    "name": TEXT,
+    "seed": integer(0, 2**31 - 1),  # a sweep stacks seeds as int32
+    "init_from": optional(
+        Check("the workdir of a finished run", lambda v, c: pathlib.Path(v).is_dir())
+    ),
+    "data.name": TEXT,
+    "data.path": PATH,
+    "data.batch_size": integer(1),
+    "data.eval_batch_size": integer(1),
+    "data.validation_fraction": number(0, 1, open_low=True, open_high=True),
+    "data.tfds_data_dir": optional(TEXT),
+    "data.download": Check("true or false", lambda v, c: isinstance(v, bool)),
+    "model.name": TEXT,
+    "task.name": TEXT,
+    "task.label_smoothing": FRACTION,
+    "task.augment": TEXT,
+    "task.crop_padding": integer(0),
+    "optimizer.name": TEXT,
+    "optimizer.learning_rate": number(0),  # 0 trains nothing: evaluates the initial parameters
+    "optimizer.momentum": FRACTION,
+    "optimizer.weight_decay": number(0),
+    "optimizer.schedule": TEXT,
+    "optimizer.warmup_epochs": Check(_warmup, _in_run),
+    "optimizer.decay_epochs": Check(_decay_epochs, _decays_in_run),
+    "optimizer.decay_factor": number(0, 1, open_low=True, open_high=True),
+    "optimizer.grad_clip_norm": number(0),  # 0: no clipping
+    "optimizer.ema_decay": FRACTION,  # 0: no average
+    "train.num_epochs": integer(1),
+    "train.patience": integer(0),  # 0: no early stopping
+    "train.checkpoint_every_steps": integer(0),  # 0: at each epoch's end only
+    "train.keep_checkpoints": integer(1),  # the latest must be kept to resume
+    "train.adversarial_epsilon": number(0),  # 0: no adversarial training
+    "mesh.data": Check(
+        "-1 (every device) or an integer >= 1", lambda v, c: v == -1 or integer(1).ok(v, c)
+    ),
+    "mesh.fsdp": integer(1),
+    "mesh.fsdp_min_size": integer(0),
+    "mesh.replicate": tuple_of(Check("a regular expression", lambda v, c: _is_regex(v))),
+}
+
+
 def load_module(path: str):
     """Imports an experiment file by path, so experiments need not be an installed package."""
     file = pathlib.Path(path)
@@ -101,6 +184,46 @@ def load(spec: str) -> ml_collections.ConfigDict:
         raise UserError(f"Experiment {path!r} lacks the required config keys {missing}.")
     config.lock()
     return config
+
+
+def parse_arg(
+    arg: str | None, **defaults: bool | int | float | str
+) -> ml_collections.FrozenConfigDict:
+    """The `ARG` of `--config=FILE.py:ARG`: `key=value,key=value` over the keys an experiment
+    declares, e.g. `arg = parse_arg(arg, quick=False)`; each default's type parses its value.
+
+    `parse_arg(arg)` declares no keys, so a file that takes no argument refuses one.
+    """
+    values = dict(defaults)
+    for item in arg.split(",") if arg else ():
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise _bad_arg(arg, f"{item!r} is not key=value", defaults)
+        if key not in defaults:
+            raise _bad_arg(arg, f"unknown key {key!r}", defaults)
+        kind = type(defaults[key])
+        try:
+            values[key] = _parse_value(text, bool) if kind is bool else kind(text)
+        except ValueError:
+            accepted = " (true, false, 1 or 0)" if kind is bool else ""
+            problem = f"{key}={text!r} is not a valid {kind.__name__}{accepted}"
+            raise _bad_arg(arg, problem, defaults) from None
+    return ml_collections.FrozenConfigDict(values)
+
+
+def _bad_arg(arg: str, problem: str, defaults: dict[str, Any]) -> UserError:
+    if not defaults:
+        return UserError(
+            f"This experiment takes no argument, got ':{arg}'. Drop it (--config=FILE.py) and set "
+            "config fields with --config.KEY=VALUE instead."
+        )
+    takes = ", ".join(f"{key} (default {value!r})" for key, value in defaults.items())
+    key, value = next(iter(defaults.items()))
+    example = str(not value).lower() if isinstance(value, bool) else value or "VALUE"
+    return UserError(
+        f"Bad experiment argument ':{arg}': {problem}. It takes key=value pairs separated by "
+        f"commas, with these keys: {takes}; e.g. --config=FILE.py:{key}={example}."
+    )
 
 
 def has_key(config: ml_collections.ConfigDict, dotted: str) -> bool:

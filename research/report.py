@@ -102,31 +102,93 @@ class Report:
     notes: list[str]
 
 
-def _read_json(path: pathlib.Path) -> Any:
+# The record fields the report reads, by type: a damaged record is a message naming the file
+# and the field, never a traceback. The target metric's own values are checked where read.
+NUMBER = (int, float)
+SUMMARY_FIELDS = {
+    ("experiment",): str,
+    ("status",): str,
+    ("target",): dict,
+    ("target", "metric"): str,
+    ("target", "mode"): str,
+    ("best",): dict,
+    ("best", "val"): dict,
+    ("best", "epoch"): NUMBER,
+    ("test",): dict,
+    ("steps",): int,
+    ("wall_time_s",): NUMBER,
+}
+POINT_FIELDS = {("index",): int, ("overrides",): dict}
+TYPE_NAMES = {str: "a string", dict: "a JSON object", int: "an integer", NUMBER: "a number"}
+REPAIR = "Repair or delete it, or move that point's directory out of the sweep directory."
+
+
+def _field(record: dict | None, where: str, keys: tuple[str, ...], kinds: type | tuple) -> Any:
+    """record[keys[0]][keys[1]]..., None where absent; another type is a UserError at `where`."""
+    value = record
+    for depth, key in enumerate(keys):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            name = ".".join(keys[:depth])
+            raise UserError(f"{where}: {name} is {value!r}, not a JSON object. {REPAIR}")
+        value = value.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+        expected = TYPE_NAMES[kinds]
+        raise UserError(f"{where}: {'.'.join(keys)} is {value!r}, not {expected}. {REPAIR}")
+    return value
+
+
+def _read_text(path: pathlib.Path) -> str | None:
+    """The file's text, None where absent; unreadable bytes name the file."""
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} cannot be read as text ({error}). {REPAIR}") from None
+
+
+def _read_json(path: pathlib.Path, fields: dict[tuple[str, ...], Any] | None = None) -> Any:
+    """A record file's JSON object (None where absent), with `fields` of the right types."""
+    text = _read_text(path)
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
     except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not valid JSON ({error}); fix or delete it.") from None
+        raise UserError(f"{path} is not valid JSON ({error}). {REPAIR}") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} holds {text.strip()[:40]!r}, not a JSON object. {REPAIR}")
+    for keys, kinds in (fields or {}).items():
+        _field(record, str(path), keys, kinds)
+    return record
 
 
 def _read_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
-    """Skips unparsable lines: a running point may be halfway through writing its last one."""
+    """One JSON object per line; a last line without its newline (a running point halfway
+    through writing it) is skipped, any other damaged line names the file and line."""
+    text = _read_text(path) or ""
+    lines = text.splitlines()
     rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
+    for number, line in enumerate(lines, start=1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            if number == len(lines) and not text.endswith("\n"):
+                break
+            row = None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}, line {number} is damaged ({line[:60]!r}). {REPAIR}")
+        rows.append(row)
     return rows
 
 
 def _target(summaries: list[dict], metrics: list[list[dict]]) -> Target:
     """The runs' own target; without a summary yet, accuracy (max) if logged, else loss (min)."""
     for summary in summaries:
-        if summary and "target" in summary:
-            target = Target(summary["target"]["metric"], summary["target"].get("mode", "max"))
+        if summary and (summary.get("target") or {}).get("metric"):
+            target = Target(summary["target"]["metric"], summary["target"].get("mode") or "max")
             if target.mode not in ("max", "min"):
                 raise UserError(f"Target mode {target.mode!r} in a summary.json; use max or min.")
             return target
@@ -144,7 +206,7 @@ def _order(keys: list[str]) -> list[str]:
 def _swept_keys(configs: list[dict | None], sweep_points: list[dict | None]) -> list[str]:
     """The recorded overrides when every point has them; else the config keys that differ."""
     if all(sweep_points):
-        return _order(list({key: 0 for p in sweep_points for key in p.get("overrides", {})}))
+        return _order(list({key: 0 for p in sweep_points for key in p.get("overrides") or {}}))
     present = [config for config in configs if config]
     keys = {key for config in present for key in config}
     return _order(
@@ -156,22 +218,27 @@ def load_results(directory: str | pathlib.Path) -> Results:
     """Reads every point directory under `directory` (a sub-directory holding a run record)."""
     root = pathlib.Path(directory)
     if not root.is_dir():
+        state = "is a file, not a directory" if root.exists() else "does not exist"
         raise UserError(
-            f"Sweep directory {str(root)!r} does not exist. Pass the directory a sweep wrote: "
-            "it holds one sub-directory per point, each with config.json, metrics.jsonl and "
-            "summary.json."
+            f"Sweep directory {str(root)!r} {state}. Pass the directory a sweep wrote: it holds "
+            "one sub-directory per point, each with config.json, metrics.jsonl and summary.json."
         )
     dirs = sorted(d for d in root.iterdir() if any((d / f).exists() for f in _RECORD_FILES))
     if not dirs:
+        single = any((root / f).exists() for f in _RECORD_FILES)
         raise UserError(
             f"Sweep directory {str(root)!r} holds no point directories (sub-directories with "
-            "config.json, metrics.jsonl, summary.json or sweep_point.json). Pass the directory "
-            "a sweep wrote, or wait until its first point has started."
+            "config.json, metrics.jsonl, summary.json or sweep_point.json). "
+            + (
+                "It is one run's workdir: pass the directory that holds it and its siblings."
+                if single
+                else "Pass the directory a sweep wrote, or wait until its first point has started."
+            )
         )
     configs = [_read_json(d / "config.json") for d in dirs]
     configs = [flatten(config) if config else None for config in configs]
-    summaries = [_read_json(d / "summary.json") for d in dirs]
-    sweep_points = [_read_json(d / "sweep_point.json") for d in dirs]
+    summaries = [_read_json(d / "summary.json", SUMMARY_FIELDS) for d in dirs]
+    sweep_points = [_read_json(d / "sweep_point.json", POINT_FIELDS) for d in dirs]
     metrics = [_read_metrics(d / "metrics.jsonl") for d in dirs]
     target = _target(summaries, metrics)
     keys = _swept_keys(configs, sweep_points)
@@ -183,27 +250,37 @@ def load_results(directory: str | pathlib.Path) -> Results:
     return Results(str(experiment), target, keys, runs)
 
 
+def _curve(metric: str, path: pathlib.Path, rows: list[dict]) -> list[tuple[float, float]]:
+    """(epoch, metric) of every validation row, each value checked to be a number."""
+    curve = []
+    for number, row in enumerate(rows, start=1):  # only a last line is ever skipped
+        where = f"{path}, line {number}"
+        value = _field(row, where, (metric,), NUMBER)
+        if _field(row, where, ("split",), str) == "val" and value is not None:
+            curve.append((float(_field(row, where, ("epoch",), NUMBER) or 0), float(value)))
+    return curve
+
+
 def _run(target, keys, directory, config, summary, sweep_point, metrics) -> Run:
-    overrides = (sweep_point or {}).get("overrides", {})
+    overrides = (sweep_point or {}).get("overrides") or {}
     swept = {key: (config or {}).get(key, overrides.get(key)) for key in keys}
-    curve = [
-        (float(row.get("epoch", 0)), float(row[target.metric]))
-        for row in metrics
-        if row.get("split") == "val" and row.get(target.metric) is not None
-    ]
-    best_val = best_epoch = None
-    if summary and target.metric in summary.get("best", {}).get("val", {}):
-        best_val, best_epoch = summary["best"]["val"][target.metric], summary["best"].get("epoch")
+    curve = _curve(target.metric, directory / "metrics.jsonl", metrics)
+    summary_path = str(directory / "summary.json")
+    best_val = _field(summary, summary_path, ("best", "val", target.metric), NUMBER)
+    test = _field(summary, summary_path, ("test", target.metric), NUMBER)
+    best_epoch = None
+    if best_val is not None:
+        best_epoch = summary["best"].get("epoch")
     elif curve:  # best so far of a point still running (or one that died)
         best_epoch, best_val = min(curve, key=lambda point: target.rank(point[1]))
     if (directory / "error.txt").exists():
         status = FAILED
     else:
-        status = summary.get("status", "finished") if summary else INCOMPLETE
+        status = (summary.get("status") or "finished") if summary else INCOMPLETE
     index = (sweep_point or {}).get("index")
     if index is None and (match := re.match(r"\d+", directory.name)):
         index = int(match.group())
-    last = metrics[-1] if metrics else {}
+    last, where = (metrics or [{}])[-1], f"{directory / 'metrics.jsonl'}, line {len(metrics)}"
     summary = summary or {}
     return Run(
         name=directory.name,
@@ -212,9 +289,9 @@ def _run(target, keys, directory, config, summary, sweep_point, metrics) -> Run:
         swept=swept,
         best_val=best_val,
         best_epoch=best_epoch,
-        test=summary.get("test", {}).get(target.metric),
-        steps=summary.get("steps", last.get("step")),
-        wall_time_s=summary.get("wall_time_s", last.get("wall_time")),
+        test=test,
+        steps=summary.get("steps", _field(last, where, ("step",), int)),
+        wall_time_s=summary.get("wall_time_s", _field(last, where, ("wall_time",), NUMBER)),
         val_curve=curve,
     )
 
@@ -358,6 +435,19 @@ def write_report(directory: str | pathlib.Path) -> Report:
     results = load_results(root)
     groups = group_results(results)
     best = groups[0] if groups and groups[0].n else None
+    try:
+        return _write_files(root, results, groups, best)
+    except OSError as error:
+        raise UserError(
+            f"Cannot write the report into {str(root)!r} ({error}). Make the directory and its "
+            "results.csv, report.md and *.png writable files, or copy the sweep elsewhere."
+        ) from None
+
+
+def _write_files(
+    root: pathlib.Path, results: Results, groups: list[Group], best: Group | None
+) -> Report:
+    """The files of `write_report`; an OSError (a read-only directory, a full disk) escapes."""
     write_csv(results, root / "results.csv")
     files, notes = [root / "results.csv", root / "report.md"], []
     plots = [

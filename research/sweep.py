@@ -14,6 +14,7 @@ import numpy as np
 
 from research.config import override
 from research.errors import UserError
+from research.validation import validate
 
 Sweep = list[dict[str, Any]]
 
@@ -186,7 +187,8 @@ class Point:
 
 
 def expand(config: ml_collections.ConfigDict, points: Sweep) -> list[Point]:
-    """Applies every point to a copy of `config`, so a bad key fails before anything runs."""
+    """Applies every point to a copy of `config` and validates it, so a bad key or value fails
+    before anything runs."""
     width = max(3, len(str(len(points) - 1)))
     seen: dict[tuple, int] = {}
     expanded = []
@@ -210,6 +212,10 @@ def expand(config: ml_collections.ConfigDict, points: Sweep) -> list[Point]:
                 override(resolved, key, value)
             except UserError as error:
                 raise UserError(f"Sweep point {index} ({overrides}): {error}") from None
+        try:
+            validate(resolved)
+        except UserError as error:
+            raise UserError(f"Sweep point {index} ({overrides}): {error}") from None
         resolved.lock()
         name = f"{index:0{width}d}" + (f"-{describe(overrides)}" if overrides else "")
         expanded.append(Point(index, name, dict(overrides), resolved))

@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -44,6 +46,7 @@ class Outcome:
     unfinished: list[str] = dataclasses.field(default_factory=list)  # preempted or not reached
     seconds: float = 0.0  # time spent running points (not skipping or reporting)
     report: Any = None  # research.report.Report of the sweep directory
+    stopped: int | None = None  # the exit status a stop signal asks for (0 for SIGTERM)
 
     def line(self) -> str:
         text = f"{len(self.finished)} finished, {len(self.failed)} failed, "
@@ -112,16 +115,54 @@ def _error_text(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))
 
 
-def run_command(command: list[str], cwd: str, workdir: str) -> int:
+def run_command(command: list[str], cwd: str, workdir: str, children=None) -> int | None:
     """Runs one point's training command, its output in output.log; a failure's tail goes to
-    error.txt. Module-level so that submitit can pickle it into a SLURM array task."""
+    error.txt. Module-level so that submitit can pickle it into a SLURM array task. With
+    `children` (a `_Children`), returns None without starting once the sweep is stopping."""
     point_dir = pathlib.Path(workdir)
+    if children is not None and children.stopping is not None:
+        return None  # the sweep is stopping: leave the point (and its last log) as it is
     with (point_dir / OUTPUT_FILE).open("w") as output:
-        code = subprocess.run(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT).returncode
+        kwargs = {"cwd": cwd, "stdout": output, "stderr": subprocess.STDOUT}
+        if children is None:
+            code = subprocess.run(command, **kwargs).returncode
+        else:
+            code = children.run(command, **kwargs)
     if code:
         tail = (point_dir / OUTPUT_FILE).read_text()[-_ERROR_TAIL:]
         record_failure(point_dir, f"exit status {code} from: {' '.join(command)}\n{tail}")
     return code
+
+
+class _Children:
+    """The launch.train processes a local sweep runs, so that a SIGTERM or Ctrl-C to the sweep
+    reaches every one of them (each saves and exits) and no new one starts."""
+
+    def __init__(self):
+        self.lock = threading.RLock()  # forward() may interrupt a holder in this thread
+        self.running: set[subprocess.Popen] = set()
+        self.stopping: int | None = None
+
+    def run(self, command: list[str], **kwargs) -> int | None:
+        with self.lock:
+            if self.stopping is not None:
+                return None
+            # Its own session: a Ctrl-C on the terminal reaches the child once, through forward.
+            process = subprocess.Popen(command, start_new_session=True, **kwargs)
+            self.running.add(process)
+        code = process.wait()
+        with self.lock:
+            self.running.discard(process)
+        # A child that saved and exited on the forwarded signal has not failed, nor one the
+        # signal ended during its start-up, before its handler was installed.
+        stopped = self.stopping is not None and code in (0, 128 + self.stopping, -self.stopping)
+        return None if stopped else code
+
+    def forward(self, number: int, frame) -> None:
+        with self.lock:
+            self.stopping = number
+            for process in self.running:
+                process.send_signal(number)
 
 
 @contextlib.contextmanager
@@ -187,8 +228,9 @@ def train_command(
     ]
 
 
-def _run_in_process(points: Sequence[Point], dirs: Sequence[pathlib.Path]) -> None:
-    """One after another in this process; a preemption (SIGTERM) stops the whole sweep."""
+def _run_in_process(points: Sequence[Point], dirs: Sequence[pathlib.Path]) -> int | None:
+    """One after another in this process; a stop signal stops the whole sweep and its exit
+    status is returned."""
     from research.train.loop import Preempted, train_and_evaluate
 
     for number, (point, workdir) in enumerate(zip(points, dirs, strict=True)):
@@ -197,19 +239,32 @@ def _run_in_process(points: Sequence[Point], dirs: Sequence[pathlib.Path]) -> No
             train_and_evaluate(point.config, workdir)
         except Preempted as preempted:
             print(preempted, flush=True)
-            return
+            return preempted.exit_code
         except Exception as error:  # noqa: BLE001 - one failing point never stops the others
             record_failure(workdir, _error_text(error))
             print(f"{point.name} failed: {str(error).splitlines()[0]}", flush=True)
 
 
-def _run_processes(commands: Sequence[list[str]], dirs, parallel: int) -> None:
-    """`parallel` launch.train processes at a time."""
-    cwd = os.getcwd()
-    with ThreadPoolExecutor(parallel) as pool:
-        codes = pool.map(lambda c, d: (d, run_command(c, cwd, str(d))), commands, dirs)
-        for workdir, code in codes:
-            print(f"{workdir.name}: {'failed' if code else 'done'}", flush=True)
+def _run_processes(commands: Sequence[list[str]], dirs, parallel: int) -> int | None:
+    """`parallel` launch.train processes at a time; returns the stop signal's exit status if
+    one arrived (forwarded to the running points, which save and exit)."""
+    cwd, children = os.getcwd(), _Children()
+    previous = {n: signal.signal(n, children.forward) for n in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with ThreadPoolExecutor(parallel) as pool:
+            codes = pool.map(
+                lambda c, d: (d, run_command(c, cwd, str(d), children)), commands, dirs
+            )
+            for workdir, code in codes:
+                status = "failed" if code else "stopped" if code is None else "done"
+                print(f"{workdir.name}: {status}", flush=True)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if children.stopping is not None:
+        print(f"stopped by {signal.Signals(children.stopping).name}; rerun to resume", flush=True)
+        return 0 if children.stopping == signal.SIGTERM else 128 + children.stopping
+    return None
 
 
 def _run_slurm(commands: Sequence[list[str]], dirs, root: pathlib.Path, options) -> None:
@@ -239,12 +294,18 @@ def _run_slurm(commands: Sequence[list[str]], dirs, root: pathlib.Path, options)
             record_failure(workdir, f"SLURM task {job.job_id} did not finish: {error}")
 
 
-def _run_vmap(points: Sequence[Point], dirs: Sequence[pathlib.Path], root: pathlib.Path) -> None:
-    """One compiled program per group of shape-compatible points; a failure fails its group."""
-    from research.train import vmap
+def _run_vmap(
+    points: Sequence[Point], dirs: Sequence[pathlib.Path], root: pathlib.Path
+) -> int | None:
+    """One compiled program per group of shape-compatible points, through the one loop; a point
+    that diverges fails alone, anything else fails its group; a stop signal stops the sweep
+    and its exit status is returned."""
+    from research.train.lifecycle import Preempted
+    from research.train.loop import train_points
+    from research.train.population import group_points
 
     by_name = dict(zip((p.name for p in points), dirs, strict=True))
-    groups = vmap.group_points(points)
+    groups = group_points(points)
     for number, group in enumerate(groups):
         names = [point.name for point in group]
         digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:8]
@@ -252,11 +313,16 @@ def _run_vmap(points: Sequence[Point], dirs: Sequence[pathlib.Path], root: pathl
         print(f"[group {number + 1}/{len(groups)}] {len(group)} points: {', '.join(names)}")
         group_dirs = [by_name[name] for name in names]
         try:
-            vmap.train_group(group, group_dirs, group_dir)
+            results = train_points([p.config for p in group], group_dirs, group_dir, stacked=True)
+        except Preempted as preempted:
+            print(preempted, flush=True)
+            return preempted.exit_code
         except Exception as error:  # noqa: BLE001 - one failing group never stops the others
-            for workdir in group_dirs:
-                record_failure(workdir, _error_text(error))
+            results = [error] * len(group)
             print(f"group {number + 1} failed: {str(error).splitlines()[0]}", flush=True)
+        for workdir, result in zip(group_dirs, results, strict=True):
+            if isinstance(result, BaseException):
+                record_failure(workdir, _error_text(result))
 
 
 def run_sweep(
@@ -293,13 +359,13 @@ def run_sweep(
     in_process = executor == "vmap" or (executor == "local" and parallel == 1)
     with compilation_cache(root / ".jax_cache", in_process and bool(todo)):
         if todo and executor == "vmap":
-            _run_vmap(todo, dirs, root)
+            outcome.stopped = _run_vmap(todo, dirs, root)
         elif todo and executor == "slurm":
             _run_slurm(commands, dirs, root, slurm or SlurmOptions())
         elif todo and parallel == 1:
-            _run_in_process(todo, dirs)
+            outcome.stopped = _run_in_process(todo, dirs)
         elif todo:
-            _run_processes(commands, dirs, parallel)
+            outcome.stopped = _run_processes(commands, dirs, parallel)
     outcome.seconds = time.time() - start
     for point, workdir in zip(todo, dirs, strict=True):
         if (workdir / ERROR_FILE).exists():

@@ -29,6 +29,7 @@ ARGS = (
 # Parameters and metrics on different device counts agree to float rounding (sums reduce in a
 # different order), not to the bit; the same topology reproduces the bits.
 RTOL = 1e-5
+KILL_WAIT_S = 30  # a SIGKILLed process is reaped in well under a second
 STARTED: list[subprocess.Popen] = []
 
 
@@ -70,10 +71,20 @@ def start_cluster(workdir: pathlib.Path, processes: int, devices: int, *extra: s
 
 
 def kill(process: subprocess.Popen) -> None:
-    """Kills the process and everything it started."""
+    """Kills the process and everything it started (its process group), then reaps it. Only
+    while it runs: once reaped, its id may name another process's group."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        process.wait(timeout=KILL_WAIT_S)
+
+
+def stderr_after_kill(process: subprocess.Popen) -> str:
+    """Kills the process group, then returns the stderr it left, waiting a bounded time."""
+    kill(process)
+    try:
+        return process.communicate(timeout=KILL_WAIT_S)[1]
+    except subprocess.TimeoutExpired:
+        return "(its stderr stayed open after the kill)"
 
 
 @pytest.fixture(autouse=True)
@@ -91,8 +102,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGUSR1)  # every launch.train prints where it waits
         time.sleep(3)
-        kill(process)
-        stacks = process.communicate()[1]
+        stacks = stderr_after_kill(process)
         raise AssertionError(
             f"still running after {timeout} s; stacks:\n{stacks[-30000:]}"
         ) from None
@@ -122,7 +132,7 @@ def wait_for_epoch_record(workdir: pathlib.Path, epoch: int, process, timeout: f
         if path.exists() and f'"epoch": {epoch}, "split": "val"' in path.read_text():
             return
         time.sleep(0.05)
-    raise AssertionError(f"no epoch {epoch} record: {process.communicate()[1][-3000:]}")
+    raise AssertionError(f"no epoch {epoch} record: {stderr_after_kill(process)[-3000:]}")
 
 
 def preempt_after_epoch(process, workdir: pathlib.Path, epoch: int) -> str:

@@ -46,7 +46,7 @@ def test_the_step_descends_the_clean_plus_the_adversarial_loss():
 
     def loss(params, perturbation):
         variables = {"params": params, "perturbations": {"embeddings": perturbation}}
-        return task.loss_and_metrics(model.apply(variables, batch["tokens"]), batch)[0]
+        return task.loss_and_metrics(model.apply(variables, batch["tokens"]), batch, {})[0]
 
     zero = jnp.zeros(batch["tokens"].shape + (embed.shape[1],))
     attack = adversarial(jax.grad(loss, argnums=1)(state.params, zero), EPSILON)

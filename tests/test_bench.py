@@ -52,3 +52,13 @@ def test_bench_writes_its_fields_and_a_second_run_hits_the_cache(tmp_path) -> No
     assert second["uncached_compile_time_s"] == first["compile_time_s"]
     assert second["compile_time_saved_s"] == first["compile_time_s"] - second["compile_time_s"]
     assert second["flops_per_example"] == first["flops_per_example"]
+
+
+def test_unusable_counts_are_refused_before_anything_is_built(tmp_path) -> None:
+    flags = ("--steps=0", "--warmup_steps=-1", "--batch_size=0", "--fake_data", "--fake_classes=0")
+    out = tmp_path / "bench.json"
+    result = run_module("launch.bench", *flags, "--fake_shape=a,3", f"--out={out}", timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    for words in (*flags[:3], flags[4], "--fake_shape=a,3 must be positive integers", ">= 1"):
+        assert words in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

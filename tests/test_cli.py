@@ -22,7 +22,7 @@ def assert_clean_failure(result, *phrases):
         (("--config.optimizer.learning_rate=fast",), ("optimizer.learning_rate", "float")),
         (("--config.data.batch_size=5000",), ("data.batch_size=5000", "1294")),
         (("--config=experiments/nope.py",), ("experiments/nope.py", "does not exist")),
-        (("--config.model.name=transformerz",), ("transformerz", "Registered models")),
+        (("--config.model.name=transformerz",), ("model.name='transformerz'", "one of: bert_mlm")),
     ],
 )
 def test_bad_config_exits_2_naming_the_problem(tmp_path, args, phrases):

@@ -192,13 +192,13 @@ def test_load_reports_missing_required_keys(tmp_path) -> None:
 def test_load_passes_arg_and_locks(tmp_path) -> None:
     path = tmp_path / "exp.py"
     path.write_text(
-        "from research.config import base_config\n"
+        "from research.config import base_config, parse_arg\n"
         "def get_config(arg=None):\n"
         "    config = base_config('exp')\n"
-        "    config.data.name = arg or 'digits'\n"
+        "    config.data.name = parse_arg(arg, dataset='digits').dataset\n"
         "    return config\n"
     )
-    config = cfg.load(f"{path}:mnist")
+    config = cfg.load(f"{path}:dataset=mnist")
     assert config.data.name == "mnist"
     assert cfg.load(str(path)).data.name == "digits"
     with pytest.raises(AttributeError):

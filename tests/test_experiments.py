@@ -6,7 +6,7 @@ import pytest
 
 from research import config as cfg
 from research import sweep as sweeps
-from research.models import build_model, names
+from research.models import MODELS, build_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").glob("*.py") if p.name != "__init__.py")
@@ -37,7 +37,7 @@ def test_loads_locked_with_required_keys(experiment) -> None:
 
 def test_model_config_builds_a_registered_model(experiment) -> None:
     _, config = experiment
-    assert config.model.name in names()
+    assert config.model.name in MODELS
     kwargs = {key: value for key, value in config.model.items() if key != "name"}
     model = build_model(config.model.name, **kwargs)  # unknown fields raise TypeError
     assert all(hasattr(model, key) for key in kwargs)
@@ -86,5 +86,5 @@ def test_default_experiment_is_digits_lenet(monkeypatch) -> None:
 
 def test_mnist_lenet_arg_selects_the_dataset() -> None:
     path = ROOT / "experiments" / "mnist_lenet.py"
-    assert cfg.load(f"{path}:fashion_mnist").data.name == "fashion_mnist"
+    assert cfg.load(f"{path}:dataset=fashion_mnist").data.name == "fashion_mnist"
     assert cfg.load(str(path)).data.name == "mnist"

@@ -75,14 +75,52 @@ def test_a_val_folder_is_used_as_is(tmp_path) -> None:
 
 def test_grayscale_images_have_one_channel(tmp_path) -> None:
     make_folder(tmp_path, {"train": 2, "test": 1}, shape=(4, 4, 1))
-    dataset = data.load(_config(tmp_path, validation_fraction=0.0))
-    assert dataset.splits["train"]["image"].shape == (6, 4, 4, 1)
+    dataset = data.load(_config(tmp_path, validation_fraction=0.5))
+    assert dataset.splits["train"]["image"].shape == (3, 4, 4, 1)
 
 
 def test_a_bad_file_is_named(tmp_path) -> None:
     make_folder(tmp_path, {"train": 2, "test": 1})
     (tmp_path / "train" / "bee" / "broken.png").write_text("not an image")
     with pytest.raises(UserError, match=r"bee/broken\.png"):
+        data.load(_config(tmp_path))
+
+
+def test_hidden_files_and_folders_are_skipped(tmp_path) -> None:
+    make_folder(tmp_path, {"train": 2, "val": 1, "test": 1})
+    for split in ("train", "val"):
+        (tmp_path / split / "ant" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # sorts first
+        (tmp_path / split / ".ipynb_checkpoints").mkdir()
+        (tmp_path / split / ".ipynb_checkpoints" / "0.png").write_text("not an image")
+    dataset = data.load(_config(tmp_path))
+    assert dataset.info["class_names"] == ["ant", "bee", "cat"]
+    assert [dataset.size(s) for s in ("train", "val", "test")] == [6, 3, 3]
+
+
+@pytest.mark.parametrize(
+    "damage, cause",
+    [(lambda data: b"not an image", "UnidentifiedImageError"), (lambda data: data[:60], "OSError")],
+    ids=["not an image", "truncated"],
+)
+def test_a_corrupt_first_image_is_named_with_its_cause(tmp_path, damage, cause) -> None:
+    make_folder(tmp_path, {"train": 2, "test": 1})
+    first = tmp_path / "train" / "ant" / "0.png"  # read first, for the colour mode
+    first.write_bytes(damage(first.read_bytes()))
+    with pytest.raises(UserError, match=rf"train/ant/0\.png' \({cause}"):
+        data.load(_config(tmp_path))
+
+
+def test_a_class_without_training_images_is_named(tmp_path) -> None:
+    make_folder(tmp_path, {"train": 2, "test": 1})
+    (tmp_path / "train" / "dog").mkdir()
+    (tmp_path / "train" / "dog" / ".DS_Store").write_bytes(b"")
+    with pytest.raises(UserError, match=r"classes \['dog'\] in .* hold no training images"):
+        data.load(_config(tmp_path))
+
+
+def test_too_few_images_to_carve_a_validation_split_is_refused(tmp_path) -> None:
+    make_folder(tmp_path, {"train": 1, "test": 1})
+    with pytest.raises(UserError, match="0.1 of the 3 training images .* no validation image"):
         data.load(_config(tmp_path))
 
 
@@ -119,8 +157,9 @@ def test_converter_writes_each_strip_row_under_its_label(tmp_path, monkeypatch) 
     name = cifar_subset_to_folder.CLASSES[labels[50_007]]
     image = np.asarray(Image.open(out / "test" / name / "50007.png"))
     np.testing.assert_array_equal(image, strips[50][7].reshape(32, 32, 3))
-    dataset = data.load(_config(out, validation_fraction=0.0))
+    dataset = data.load(_config(out))
+    train = np.concatenate([dataset.splits[s]["label"] for s in ("train", "val")])
     assert (
-        np.bincount(dataset.splits["train"]["label"], minlength=10).tolist()
+        np.bincount(train, minlength=10).tolist()
         == np.bincount(labels[:1000], minlength=10).tolist()
     )

@@ -11,16 +11,16 @@ import optax
 import pytest
 
 from research import config as cfg
+from research.config import base_config
 from research.errors import UserError
+from research.models import build_model
 from research.tasks import language
 from research.tasks.classification import ImageClassification
-from research.train.loop import (
-    build_setup,
-    init_shared_from,
-    restore_best_params,
-    train_and_evaluate,
-)
-from research.train.steps import create_state
+from research.train.loop import train_and_evaluate
+from research.train.optim import make_optimizer
+from research.train.setup import build_setup
+from research.train.steps import create_state, make_eval_step, make_train_step
+from research.train.transfer import init_shared_from, restore_best_params
 
 ROOT = cfg.pathlib.Path(__file__).resolve().parents[1]
 CORPUS = "\n\n".join(map(topics.get, sorted(topics)))[:60_000]
@@ -47,15 +47,18 @@ def test_char_lm_bits_per_char_is_nats_over_ln2_and_pads_never_count() -> None:
     logits = rng.normal(size=(4, 8, 20)).astype(np.float32)
     mask = np.array([1, 1, 1, 0], np.float32)  # the last row is eval padding
     task = language.CharLM()
-    inputs = task.model_inputs({"tokens": jnp.asarray(tokens)}, jax.random.key(0), train=True)
+    inputs, aux = task.model_inputs({"tokens": jnp.asarray(tokens)}, jax.random.key(0), train=True)
     np.testing.assert_array_equal(inputs, tokens[:, :-1])
-    loss, sums = task.loss_and_metrics(jnp.asarray(logits), {"tokens": tokens, "mask": mask})
+    loss, sums = task.loss_and_metrics(jnp.asarray(logits), {"tokens": tokens, "mask": mask}, aux)
     real = (tokens[:, 1:] != 0) * mask[:, None]
     expected = cross_entropy(logits, tokens[:, 1:])
     assert float(sums["count"]) == real.sum() == 3 * 8 - 3
     np.testing.assert_allclose(float(sums["loss"]), (expected * real).sum(), rtol=1e-5)
     np.testing.assert_allclose(float(loss), (expected * real).sum() / real.sum(), rtol=1e-5)
     assert float(sums["bits_per_char"]) == pytest.approx(float(sums["loss"]) / math.log(2), 1e-7)
+
+
+MLM = language.MaskedLM(num_special=4, mask_id=3, vocab_size=104)
 
 
 def corrupt(tokens: np.ndarray, seed: int = 0):
@@ -75,6 +78,12 @@ def test_masking_proportions_are_15_percent_then_80_10_10() -> None:
     assert abs((chosen == original).mean() - (0.1 + 0.1 / 100)) < 0.03
     assert chosen[random].min() >= 4  # random replacements are never special tokens
     np.testing.assert_array_equal(inputs[~selected], tokens[~selected])
+    # Without the random and kept shares (the lecture's variant) every selected token is [MASK].
+    only_mask, same = language.mask_tokens(
+        jnp.asarray(tokens), jax.random.key(0), 4, 3, 104, mask_share=1.0, random_share=0.0
+    )
+    np.testing.assert_array_equal(same, selected)
+    np.testing.assert_array_equal(np.asarray(only_mask), np.where(selected, 3, tokens))
 
 
 def test_masked_lm_never_masks_or_counts_pads_and_specials() -> None:
@@ -82,12 +91,12 @@ def test_masked_lm_never_masks_or_counts_pads_and_specials() -> None:
     tokens = rng.integers(4, 104, (64, 32)).astype(np.int32)
     tokens[:, 0] = 2  # [CLS]
     tokens[:, 20:] = 0  # padding
-    task = language.MaskedLM(num_special=4, mask_id=3, vocab_size=104)
+    task = MLM
     mask = np.ones(64, np.float32)
     mask[-8:] = 0  # eval padding rows
     batch = {"tokens": jnp.asarray(tokens), "mask": jnp.asarray(mask)}
-    inputs, positions = map(np.asarray, task.model_inputs(batch, jax.random.key(5), train=True))
-    _, selected, _ = map(np.asarray, task.masking(batch))
+    (inputs, positions), aux = task.model_inputs(batch, jax.random.key(5), train=True)
+    inputs, positions, selected = map(np.asarray, (inputs, positions, aux["selected"]))
     assert not selected[tokens < 4].any()
     np.testing.assert_array_equal(inputs[tokens < 4], tokens[tokens < 4])
     assert np.all(selected[inputs != tokens])  # the loss scores what model_inputs corrupted
@@ -97,13 +106,78 @@ def test_masked_lm_never_masks_or_counts_pads_and_specials() -> None:
         assert set(np.flatnonzero(selected[row])) <= set(positions[row])
     full_logits = rng.normal(size=(64, 32, 104)).astype(np.float32)
     logits = np.take_along_axis(full_logits, positions[..., None], axis=1)
-    loss, sums = task.loss_and_metrics(jnp.asarray(logits), batch)
+    loss, sums = task.loss_and_metrics(jnp.asarray(logits), batch, aux)
     weights = selected * mask[:, None]
     assert float(sums["count"]) == weights.sum() > 100
     expected = (cross_entropy(full_logits, tokens) * weights).sum() / weights.sum()
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
     perfect = jax.nn.one_hot(np.take_along_axis(tokens, positions, axis=1), 104) * 50
-    assert float(task.loss_and_metrics(perfect, batch)[1]["accuracy"]) == weights.sum()
+    assert float(task.loss_and_metrics(perfect, batch, aux)[1]["accuracy"]) == weights.sum()
+
+
+def test_masked_lm_masks_with_the_key_it_is_given() -> None:
+    tokens = np.random.default_rng(5).integers(4, 104, (64, 32)).astype(np.int32)
+    batch = {"tokens": jnp.asarray(tokens)}
+    (inputs, positions), aux = MLM.model_inputs(batch, jax.random.key(0), train=True)
+    # Exactly BERT's corruption under that key, drawn once: evaluation with it draws the same.
+    expected_inputs, expected_selected = language.mask_tokens(
+        batch["tokens"], jax.random.key(0), 4, 3, 104, language.prediction_slots(32)
+    )
+    np.testing.assert_array_equal(inputs, expected_inputs)
+    np.testing.assert_array_equal(aux["selected"], expected_selected)
+    np.testing.assert_array_equal(aux["positions"], positions)
+    (again, _), again_aux = MLM.model_inputs(batch, jax.random.key(0), train=False)
+    np.testing.assert_array_equal(again, inputs)
+    np.testing.assert_array_equal(again_aux["selected"], aux["selected"])
+    # Another key (the next training step's) masks other tokens at the same 15% rate.
+    (other, _), other_aux = MLM.model_inputs(batch, jax.random.key(1), train=True)
+    first, second = np.asarray(aux["selected"]), np.asarray(other_aux["selected"])
+    assert abs(first.mean() - 0.15) < 0.02 and abs(second.mean() - 0.15) < 0.02
+    assert (first & second).sum() < 0.3 * first.sum()  # independent draws overlap ~15%
+    assert not np.array_equal(other, inputs)
+
+
+def test_the_masked_lm_loss_scores_exactly_what_model_inputs_masked() -> None:
+    tokens = np.random.default_rng(6).integers(4, 104, (64, 32)).astype(np.int32)
+    batch = {"tokens": jnp.asarray(tokens)}
+    (inputs, positions), aux = MLM.model_inputs(batch, jax.random.key(2), train=True)
+    selected = np.asarray(aux["selected"])
+    assert np.all(selected[np.asarray(inputs) != tokens])  # every corrupted token is scored
+    # Logits that are right at every slot: each selected token counts once, and nothing else.
+    perfect = jax.nn.one_hot(np.take_along_axis(tokens, np.asarray(positions), axis=1), 104) * 50
+    loss, sums = MLM.loss_and_metrics(perfect, batch, aux)
+    assert float(sums["count"]) == float(sums["accuracy"]) == selected.sum() > 250
+    assert float(loss) < 1e-6
+    # The same logits scored against another key's masking are mostly wrong: the loss reads
+    # the masking it is handed and recomputes nothing.
+    _, other_aux = MLM.model_inputs(batch, jax.random.key(3), train=True)
+    _, other = MLM.loss_and_metrics(perfect, batch, other_aux)
+    assert float(other["accuracy"]) < 0.2 * float(other["count"])
+
+
+def test_masked_lm_training_through_the_train_step_lowers_the_loss() -> None:
+    # Each row repeats one of 20 words, so a masked word is predictable from the others.
+    task = language.MaskedLM(num_special=4, mask_id=3, vocab_size=24)
+    rng = np.random.default_rng(7)
+    rows = lambda n: jnp.asarray(np.broadcast_to(rng.integers(4, 24, (n, 1)), (n, 16)), jnp.int32)
+    batches, held_out = rows(256).reshape(8, 32, 16), {"tokens": rows(64)}
+    model = build_model(
+        "bert_mlm", vocab_size=24, max_len=16, num_layers=1, num_heads=2, embed_dim=32,
+        mlp_dim=64, dropout_rate=0.0,
+    )  # fmt: skip
+    optimizer = base_config("t").optimizer
+    optimizer.learning_rate = 1e-2
+    example, _ = task.model_inputs({"tokens": batches[0]}, jax.random.key(0), train=False)
+    state = create_state(model, make_optimizer(optimizer, 8, 4), example, jax.random.key(0))
+    train_step = jax.jit(make_train_step(task, jax.random.key(1)))
+    eval_step = jax.jit(make_eval_step(task))
+    before = eval_step(state, held_out)
+    for step in range(30):
+        state, _ = train_step(state, {"tokens": batches[step % 8]})
+    after = eval_step(state, held_out)
+    assert float(before["loss"] / before["count"]) > math.log(20)  # no better than uniform
+    assert float(after["loss"] / after["count"]) < 0.2 * float(before["loss"] / before["count"])
+    assert float(after["accuracy"] / after["count"]) > 0.9
 
 
 def test_prediction_slots_drop_a_selection_only_past_the_cap() -> None:
@@ -128,7 +202,9 @@ def test_text_classification_shares_the_image_classification_loss() -> None:
     batch = {"label": jnp.asarray([0, 1, 2, 2, 1, 0]), "mask": jnp.asarray([1.0] * 5 + [0.0])}
     text_task = language.TextClassification(num_classes=3, label_smoothing=0.1)
     image_task = ImageClassification((0.0,), (1.0,), num_classes=3, label_smoothing=0.1)
-    assert text_task.loss_and_metrics(logits, batch) == image_task.loss_and_metrics(logits, batch)
+    assert text_task.loss_and_metrics(logits, batch, {}) == image_task.loss_and_metrics(
+        logits, batch, {}
+    )
     assert (text_task.target, text_task.mode) == ("accuracy", "max")
 
 
@@ -178,7 +254,7 @@ def write_stsa_files(directory) -> None:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> str:
     """A one-epoch character masked-LM run on the sentences of SST-2-format files (their labels
-    unused), as `text_bert_mlm.py:DIR` pretrains for sst2_bert."""
+    unused), as `text_bert_mlm.py:path=DIR` pretrains for sst2_bert."""
     root = tmp_path_factory.mktemp("mlm")
     write_stsa_files(root)
     overrides = {
@@ -190,7 +266,7 @@ def pretrained(tmp_path_factory) -> str:
         "train.num_epochs": 1,
         **ENCODER,
     }
-    train_and_evaluate(load(f"text_bert_mlm.py:{root}", overrides), root / "run")
+    train_and_evaluate(load(f"text_bert_mlm.py:path={root}", overrides), root / "run")
     return str(root / "run")
 
 
@@ -209,7 +285,7 @@ def finetune_config(tmp_path, pretrained: str, **overrides):
         **ENCODER,
         **overrides,
     }
-    return load(f"sst2_bert.py:{tmp_path}", settings)
+    return load(f"sst2_bert.py:path={tmp_path}", settings)
 
 
 def test_init_from_copies_the_encoder_exactly(tmp_path, pretrained) -> None:
@@ -219,7 +295,7 @@ def test_init_from_copies_the_encoder_exactly(tmp_path, pretrained) -> None:
     state = jax.jit(lambda key: create_state(model, optax.sgd(0.1), example, key))(
         jax.random.key(1)
     )
-    copied = init_shared_from(pretrained, state, dataset.info)
+    (copied,) = init_shared_from(pretrained, [state], dataset.info)
     _, _, source = restore_best_params(pretrained)
     leaves = jax.tree.leaves(source["encoder"])
     assert len(leaves) > 10
@@ -236,21 +312,21 @@ def test_an_lstm_classifier_starts_from_a_language_model(tmp_path) -> None:
     write_stsa_files(tmp_path)
     small = {"data.tokenizer": "char", "data.seq_len": 32, "data.batch_size": 8,
              "model.embed_dim": 8, "model.hidden_size": 12, "train.num_epochs": 1}  # fmt: skip
-    train_and_evaluate(load(f"sst2_lstm_lm.py:{tmp_path}", small), tmp_path / "lm")
+    train_and_evaluate(load(f"sst2_lstm_lm.py:path={tmp_path}", small), tmp_path / "lm")
     lm = str(tmp_path / "lm")
     settings = {**small, "init_from": lm, "data.vocab_path": f"{lm}/vocab.json"}
-    config = load(f"sst2_lstm.py:{tmp_path}", {**settings, "model.bidirectional": False})
+    config = load(f"sst2_lstm.py:path={tmp_path}", {**settings, "model.bidirectional": False})
     dataset, _, model = build_setup(config)
     example = jnp.asarray(dataset.splits["train"]["tokens"][:2])
     state = jax.jit(lambda key: create_state(model, optax.sgd(0.1), example, key))(
         jax.random.key(1)
     )
-    copied = init_shared_from(lm, state, dataset.info)
+    (copied,) = init_shared_from(lm, [state], dataset.info)
     source = restore_best_params(lm)[2]
     for name in ("embed", "layers_0"):  # the LM's embedding and LSTM, exactly
         jax.tree.map(np.testing.assert_array_equal, copied.params[name], source[name])
     jax.tree.map(np.testing.assert_array_equal, copied.params["head"], state.params["head"])
-    bidirectional = load(f"sst2_lstm.py:{tmp_path}", settings)
+    bidirectional = load(f"sst2_lstm.py:path={tmp_path}", settings)
     with pytest.raises(UserError, match=r"\(embed, layers_0\) do not fit.*unidirectional"):
         train_and_evaluate(bidirectional, tmp_path / "bidirectional")
 
@@ -266,7 +342,7 @@ def test_the_loop_refuses_a_model_of_another_family(tmp_path, pretrained) -> Non
     write_stsa_files(tmp_path)
     settings = {"init_from": pretrained, "data.tokenizer": "char", "data.seq_len": 32,
                 "data.vocab_path": f"{pretrained}/vocab.json", "train.num_epochs": 1}  # fmt: skip
-    lstm = load(f"sst2_lstm.py:{tmp_path}", settings)
+    lstm = load(f"sst2_lstm.py:path={tmp_path}", settings)
     with pytest.raises(UserError, match=r"shares no parameter group.*a language model for an RNN"):
         train_and_evaluate(lstm, tmp_path / "run")
     saved = [path for path in (tmp_path / "run" / "checkpoints").rglob("*") if path.is_file()]

@@ -1,5 +1,6 @@
 """The lectures' claims as numbers: learning-rate regimes, Hessian power iteration, convolution
-arithmetic, softmax temperature, gradient norms with depth; and every study's quick run."""
+arithmetic, softmax temperature, gradient norms with depth; the studies' training through the
+library's steps; and every study's quick run."""
 
 import json
 import pathlib
@@ -12,16 +13,18 @@ import pytest
 
 from research import backprop as bp
 from research import config as config_lib
-from research.lectures import gradients, hessian, masked_lm, memory_tasks
+from research.lectures import fit, gradients, hessian, masked_lm, memory_tasks
 from research.lectures.convolution import conv_output_size, flax_conv_shape
 from research.lectures.quadratic import (
     REGIMES,
+    Descent,
     eta_opt,
     gradient_descent,
     quadratic,
     sign_changes,
 )
 from research.models import build_model
+from research.train.loop import train_and_evaluate
 from tests.conftest import ROOT, run_module
 
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("lecture_*.py"))
@@ -50,6 +53,44 @@ def test_quadratic_regimes() -> None:
     assert diverging.diverged_at is not None and diverging.status.startswith("diverged at step")
     assert all(np.isfinite(diverging.losses)) and len(diverging.losses) == diverging.diverged_at
     assert abs(_descend(2.2).probes[-1]) > abs(_descend(1.8).probes[-1])  # 2 eta_opt is the edge
+
+
+def test_a_descent_is_cut_where_its_loss_blows_up_or_turns_nan() -> None:
+    finite = Descent.of([2.0, 1.0, 0.5], [2.0, 1.0, 0.5], params="end")
+    assert finite.status == "finite after 2 steps" and finite.params == "end"
+    nan = Descent.of([2.0, 3.0, float("nan"), float("inf")], [0.1, 0.2, 0.3, 0.4], params="end")
+    assert nan.status == "diverged at step 2" and nan.params is None
+    assert (nan.losses, nan.probes) == ([2.0, 3.0], [0.1, 0.2])
+    blown = Descent.of([1.0, 1e6, 2e6], [1.0, 1e6, 2e6], params="end")  # past 1e6 x the start
+    assert blown.status == "diverged at step 2" and blown.losses == [1.0, 1e6]
+
+
+def test_squared_error_is_the_lectures_cost_on_real_rows() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 3)).astype(np.float32)
+    targets = np.eye(3, dtype=np.float32)[[0, 2, 1, 1, 0]]
+    mask = np.array([1, 1, 1, 1, 0], np.float32)  # the last row is padding
+    batch = {"targets": jnp.asarray(targets), "mask": jnp.asarray(mask)}
+    loss, sums = fit.SquaredError(scale=0.5).loss_and_metrics(jnp.asarray(logits), batch, {})
+    per_example = 0.5 * ((targets - logits) ** 2).sum(-1)  # J = 1/2 sum_k (t_k - z_k)^2
+    assert float(sums["count"]) == 4.0
+    assert float(loss) == pytest.approx(per_example[:4].mean(), rel=1e-6)
+    assert float(sums["loss"]) == pytest.approx(per_example[:4].sum(), rel=1e-6)
+
+
+@pytest.mark.slow  # it runs the full loop
+def test_a_study_trains_exactly_as_the_training_loop(tmp_path: pathlib.Path) -> None:
+    config = config_lib.load(str(ROOT / "experiments" / "lecture_softmax_temperature.py"))
+    config.train.num_epochs = 1
+    summary = train_and_evaluate(config, tmp_path)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    records = {record["split"]: record for record in map(json.loads, lines)}
+    _, trained = fit.train_config(config, evaluate=("val", "test"))
+    assert len(trained.losses) == summary["steps"] == 1294 // 32
+    assert np.mean(trained.losses) == pytest.approx(records["train"]["loss"], rel=1e-5)
+    for split in ("val", "test"):
+        for name in ("loss", "accuracy"):
+            assert trained.curves[split][-1][name] == pytest.approx(records[split][name], rel=1e-5)
 
 
 def test_power_iteration_finds_eta_opt_of_a_known_quadratic() -> None:
@@ -132,7 +173,7 @@ def test_adding_problem_targets() -> None:
     [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_STUDIES else s for s in STUDIES],
 )
 def test_quick_study_writes_figures_and_verdict(name: str, tmp_path: pathlib.Path) -> None:
-    config = config_lib.load(str(ROOT / "experiments" / f"{name}.py") + ":quick")
+    config = config_lib.load(str(ROOT / "experiments" / f"{name}.py") + ":quick=true")
     result = _module(name).run(config, tmp_path)
     assert isinstance(result["held"], bool) and result["measured"]
     assert (tmp_path / "verdict.md").read_text().startswith("# Lecture")

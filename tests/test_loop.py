@@ -14,8 +14,9 @@ from research import data as data_lib
 from research.errors import UserError
 from research.models import build_model
 from research.tasks import build_task
-from research.train.loop import Diverged, _model_kwargs, train_and_evaluate
+from research.train.loop import Diverged, train_and_evaluate
 from research.train.optim import make_optimizer
+from research.train.setup import model_kwargs
 from research.train.steps import create_state, make_eval_step, make_train_step
 
 TRAIN_SIZE = 1294  # digits: 1797 - 359 test - 144 validation
@@ -25,12 +26,11 @@ def test_one_step_lowers_the_loss_on_its_batch(make_config):
     config = make_config("digits_lenet", **{"optimizer.learning_rate": 1e-3})
     dataset = data_lib.load(config.data)
     task = build_task(config.task, dataset.info)
-    model = build_model(config.model.name, **_model_kwargs(config.model, dataset.info))
+    model = build_model(config.model.name, **model_kwargs(config.model, dataset.info))
     batch = jax.tree.map(jnp.asarray, data_lib.train_batch(dataset, 0, 0, 0, 64))
     key = jax.random.key(0)
-    state = create_state(
-        model, make_optimizer(config.optimizer, 10, 1), task.model_inputs(batch, key, False), key
-    )
+    example, _ = task.model_inputs(batch, key, False)
+    state = create_state(model, make_optimizer(config.optimizer, 10, 1), example, key)
     evaluate = jax.jit(make_eval_step(task))
     before = evaluate(state, batch)
     state, _ = jax.jit(make_train_step(task, key))(state, batch)
@@ -42,10 +42,10 @@ def test_evaluation_reads_the_parameter_average_when_the_optimizer_keeps_one(mak
     config = make_config("digits_lenet", **{"optimizer.ema_decay": 0.99})
     dataset = data_lib.load(config.data)
     task = build_task(config.task, dataset.info)
-    model = build_model(config.model.name, **_model_kwargs(config.model, dataset.info))
+    model = build_model(config.model.name, **model_kwargs(config.model, dataset.info))
     batch = jax.tree.map(jnp.asarray, data_lib.train_batch(dataset, 0, 0, 0, 64))
     key = jax.random.key(0)
-    example = task.model_inputs(batch, key, False)
+    example, _ = task.model_inputs(batch, key, False)
     state = create_state(model, make_optimizer(config.optimizer, 10, 1), example, key)
     step, evaluate = jax.jit(make_train_step(task, key)), jax.jit(make_eval_step(task))
     for _ in range(3):

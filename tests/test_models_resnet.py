@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from research.models import build_model, names
+from research.models import MODELS, build_model
 from research.models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
 
 
@@ -222,7 +222,7 @@ def test_cifar_resnet_rejects_depth_not_6n_plus_2(depth: int) -> None:
 
 
 def test_registered_names() -> None:
-    assert {"resnet", "cifar_resnet"} <= set(names())
+    assert {"resnet", "cifar_resnet"} <= set(MODELS.names())
     assert type(build_model("resnet", depth=34)) is ResNet
     assert type(build_model("cifar_resnet", depth=110)) is CifarResNet
 

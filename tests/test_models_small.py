@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from research.errors import UserError
-from research.models import build_model, default_config, names
+from research.models import MODELS, build_model, default_config
 from research.models.lenet import LeNet5
 from research.models.mlp import MLP
 
@@ -167,10 +167,10 @@ def test_default_config_unknown_field_is_refused() -> None:
 
 
 def test_build_model_unknown_name_lists_registered_names() -> None:
-    with pytest.raises(UserError, match="Unknown model 'lenet7'") as error:
+    with pytest.raises(UserError, match="Unknown model: model.name='lenet7'") as error:
         build_model("lenet7")
     message = str(error.value)
     for registered in ("mlp", "lenet", "resnet"):
         assert registered in message
-    assert set(names()) >= {"mlp", "lenet"}
-    assert ", ".join(names()) in message
+    assert set(MODELS.names()) >= {"mlp", "lenet"}
+    assert ", ".join(MODELS.names()) in message

@@ -10,7 +10,9 @@ import sys
 import ml_collections
 import pytest
 
+from research import config as config_lib
 from research import report, sweep
+from research.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LR, BS, EPOCHS, SEED = "optimizer.learning_rate", "data.batch_size", "train.num_epochs", "seed"
@@ -22,15 +24,11 @@ STD = 0.015275
 
 
 def base_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict(
-        {
-            "name": "toy",
-            "seed": 0,
-            "optimizer": {"learning_rate": 0.1},
-            "data": {"batch_size": 32},
-            "train": {"num_epochs": 3},
-        }
-    )
+    """A whole config, as sweep.expand validates each point."""
+    config = config_lib.base_config("toy")
+    config.optimizer.learning_rate = 0.1
+    config.data.batch_size = 32
+    config.train.num_epochs = 3
     config.lock()
     return config
 
@@ -186,3 +184,80 @@ def test_cli_reports_the_best_configuration(grid_dir):
     assert f"Best configuration: {LR}=0.1, {BS}=32: val accuracy 0.9033 ± 0.01528 (n=3)" in (
         result.stdout
     )
+
+
+def one_point(root: pathlib.Path) -> pathlib.Path:
+    """A finished point 000-seed=0 under `root`; returns its directory."""
+    (point,) = sweep.expand(base_config(), [{SEED: 0}])
+    return write_point(root, point, 0.8)
+
+
+def replace_summary(directory: pathlib.Path, **changes) -> str:
+    summary = json.loads((directory / "summary.json").read_text())
+    return json.dumps({**summary, **changes})
+
+
+@pytest.mark.parametrize(
+    "file, content, words",
+    [
+        ("summary.json", lambda d: '{"status": "fin', "summary.json is not valid JSON"),
+        ("summary.json", lambda d: "[1, 2]", "summary.json holds '[1, 2]', not a JSON object"),
+        ("summary.json", lambda d: replace_summary(d, best=3), "best is 3, not a JSON object"),
+        (
+            "summary.json",
+            lambda d: replace_summary(d, test={"accuracy": "high"}),
+            "test.accuracy is 'high', not a number",
+        ),
+        ("summary.json", lambda d: b"\xff\xfe", "summary.json cannot be read as text"),
+        ("sweep_point.json", lambda d: '{"index": "a"}', "index is 'a', not an integer"),
+        ("metrics.jsonl", lambda d: '{"step": 1}\n{"ste\n{"step": 2}\n', "line 2 is damaged"),
+        ("metrics.jsonl", lambda d: "3\n", "line 1 is damaged ('3')"),
+        (
+            "metrics.jsonl",
+            lambda d: '{"split": "val", "epoch": "two", "accuracy": 0.5}\n',
+            "line 1: epoch is 'two', not a number",
+        ),
+    ],
+)
+def test_a_damaged_record_is_named_without_a_traceback(tmp_path, file, content, words):
+    directory = one_point(tmp_path)
+    value = content(directory)
+    path = directory / file
+    if isinstance(value, bytes):
+        path.write_bytes(value)
+    else:
+        path.write_text(value)
+    with pytest.raises(UserError) as error:
+        report.write_report(tmp_path)
+    assert str(path) in str(error.value) and words in str(error.value)
+
+
+def test_a_half_written_last_metrics_line_is_skipped(tmp_path):
+    directory = one_point(tmp_path)
+    (directory / "summary.json").unlink()  # still running: its last line is being written
+    with (directory / "metrics.jsonl").open("a") as file:
+        file.write('{"step": 40, "epoch": 4, "spl')
+    (run,) = report.write_report(tmp_path).results.runs
+    assert run.status == report.INCOMPLETE and run.best_val == pytest.approx(0.8)
+
+
+def test_an_unwritable_report_is_a_user_error(tmp_path):
+    one_point(tmp_path)
+    (tmp_path / "report.md").mkdir()
+    with pytest.raises(UserError, match="Cannot write the report into"):
+        report.write_report(tmp_path)
+
+
+def test_cli_on_a_file_a_run_workdir_or_a_damaged_record_exits_2(tmp_path):
+    directory = one_point(tmp_path)
+    (directory / "summary.json").write_text("null")
+    cases = {
+        tmp_path / "file.txt": "is a file, not a directory",
+        directory: "It is one run's workdir: pass the directory that holds it",
+        tmp_path: "summary.json holds 'null', not a JSON object",
+    }
+    (tmp_path / "file.txt").write_text("")
+    for path, words in cases.items():
+        result = run_cli(str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1

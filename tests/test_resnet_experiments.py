@@ -12,7 +12,9 @@ import pytest
 from research import config as config_lib
 from research.models import build_model
 from research.tasks.classification import random_resized_crop
-from research.train import loop, sharding
+from research.train import sharding
+from research.train.population import build_population
+from research.train.setup import build_setup
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -84,7 +86,7 @@ def test_recipes() -> None:
     assert (r50.data.batch_size, r50.optimizer.learning_rate) == (256, 0.1)
     assert (r50.optimizer.warmup_epochs, r50.optimizer.weight_decay) == (5.0, 1e-4)
     for name in ("cifar10_resnet20", "cifar10_resnet18", "cifar10_plain20"):
-        subset = _config(name, "subset")
+        subset = _config(name, "subset=true")
         assert (subset.data.name, subset.data.path) == ("image_folder", "runs/data/cifar10_subset")
 
 
@@ -108,11 +110,11 @@ def test_digits_resnet_steps_lower_the_loss() -> None:
     config.lock()
     mesh = sharding.make_mesh(config.mesh)
     with jax.set_mesh(mesh):
-        dataset, task, model = loop.build_setup(config)
-        state, train_step, _, _ = loop.build_steps(config, dataset, task, model, mesh)
-        batch = loop.train_batch_at(dataset, config, mesh, 0, 0)
+        dataset, task, model = build_setup(config)
+        population = build_population([config], dataset, task, model, mesh, stacked=False)
+        state, batch, active = population.state, population.batch_at(0, 0), jnp.ones(1, bool)
         losses = []
         for _ in range(12):
-            state, metrics = train_step(state, batch)
-            losses.append(float(metrics["loss"] / metrics["count"]))
+            state, metrics = population.train_step(state, active, batch)
+            losses.append(float(metrics["loss"][0] / metrics["count"][0]))
     assert losses[-1] < 0.7 * losses[0], losses

@@ -1,5 +1,7 @@
 """Tests of `launch.sample`: reproducible per seed, respects the prompt, clear errors."""
 
+import pathlib
+import re
 from pydoc_data.topics import topics
 
 import pytest
@@ -58,3 +60,50 @@ def test_a_bad_workdir_exits_2_with_a_message(tmp_path) -> None:
     assert "is not the workdir of a finished run on text data" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "nowhere").exists()  # nothing is created there
+
+
+@pytest.mark.parametrize(
+    "prompt, length, temperature, seed, words",
+    [
+        ("a", -1, 1.0, 0, "length=-1, but it must be an integer >= 0"),
+        ("a", 5, 0.0, 0, "temperature=0.0, but it must be a number > 0"),
+        ("a", 5, float("nan"), 0, "temperature=nan"),
+        ("a", 5, 1.0, 2**40, "seed=1099511627776, but it must be an integer in [0, "),
+        ("", 5, 1.0, 0, "The prompt is empty"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_workdir_is_read(
+    tmp_path, prompt, length, temperature, seed, words
+) -> None:
+    with pytest.raises(UserError, match=re.escape(words)):
+        generate(tmp_path / "nowhere", prompt, length, temperature, seed)
+
+
+def fake_workdir(root: pathlib.Path, config: str, best_steps: tuple[str, ...] = ()) -> str:
+    """A workdir with `config` as config.json and checkpoints/best holding `best_steps`."""
+    (root / "config.json").write_text(config)
+    for step in best_steps:
+        (root / "checkpoints" / "best" / step).mkdir(parents=True)
+    (root / "checkpoints" / "best").mkdir(parents=True, exist_ok=True)
+    return str(root)
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ('{"model": {"name": "lenet"}}', "trained 'lenet', not a language model"),
+        ('{"model": {"name": "rnn_lm"}}', "has no best checkpoint yet"),  # killed in epoch 1
+        ('{"model": ', "config.json' is damaged"),
+    ],
+)
+def test_a_workdir_that_cannot_sample_is_explained(tmp_path, config, words) -> None:
+    with pytest.raises(UserError, match=re.escape(words)):
+        generate(fake_workdir(tmp_path, config), "a", 5, 1.0, seed=0)
+
+
+def test_the_command_exits_2_with_one_paragraph(tmp_path) -> None:
+    workdir = fake_workdir(tmp_path, '{"model": {"name": "mlp"}}', ("40",))
+    result = run_module("launch.sample", f"--workdir={workdir}", "--temperature=0", timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "temperature=0.0, but it must be a number > 0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -39,19 +39,20 @@ def test_the_model_builds_with_the_fields_its_data_gives(name, data_fields) -> N
 
 
 def test_local_sst2_files_and_a_pretrained_encoder_that_fits() -> None:
-    lstm = load("sst2_lstm.py:/data/sst2")
+    lstm = load("sst2_lstm.py:path=/data/sst2")
     assert lstm.data.name == "labelled_text"
     paths = (lstm.data.path, lstm.data.val_path, lstm.data.test_path)
     assert paths == tuple(f"/data/sst2/stsa.binary.{s}" for s in ("train", "dev", "test"))
-    pretrain, finetune = load("text_bert_mlm.py:/data/sst2"), load("sst2_bert.py:/data/sst2")
+    pretrain = load("text_bert_mlm.py:path=/data/sst2")
+    finetune = load("sst2_bert.py:path=/data/sst2")
     shape_keys = ("max_len", "num_layers", "num_heads", "embed_dim", "mlp_dim")
     assert all(pretrain.model[k] == finetune.model[k] for k in shape_keys)
     vocabulary_keys = ("name", "path", "val_path", "test_path", "tokenizer", "vocab_size")
     assert all(pretrain.data[k] == finetune.data[k] for k in vocabulary_keys)  # same WordPiece
-    lstm_lm = load("sst2_lstm_lm.py:/data/sst2")
+    lstm_lm = load("sst2_lstm_lm.py:path=/data/sst2")
     assert all(lstm_lm.data[k] == lstm.data[k] for k in vocabulary_keys)
     assert all(lstm_lm.model[k] == lstm.model[k] for k in ("embed_dim", "hidden_size", "cell"))
-    assert load("shakespeare_lstm.py:in.txt").data.name == "text_file"
+    assert load("shakespeare_lstm.py:path=in.txt").data.name == "text_file"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ TINY_TRANSFORMER = {
     [
         ("shakespeare_transformer.py", {"data.seq_len": 16, "model.max_len": 16}),
         ("shakespeare_lstm.py", {"data.seq_len": 16, "model.hidden_size": 16}),
-        ("text_bert_mlm.py:sst2", {"data.vocab_size": 200}),
+        ("text_bert_mlm.py:sst2=true", {"data.vocab_size": 200}),
         ("sst2_bert.py", {"data.vocab_size": 200}),
         ("sst2_lstm.py", {"data.vocab_size": 200, "model.hidden_size": 16}),
         ("sst2_lstm_lm.py", {"data.vocab_size": 200, "model.hidden_size": 16}),

@@ -97,7 +97,8 @@ def test_fsdp_run_saves_sharded_parameters_and_adam_moments(runs):
     flat = ocp.tree.to_flat_dict(metadata.item_metadata.tree)
     spec = lambda *path: tuple(flat[path].sharding.partition_spec)
     assert spec("params", "Dense_0", "kernel") == ("fsdp", None)  # [64 inputs, 32 outputs]
-    assert spec("opt_state", "inner_state", "0", "mu", "Dense_0", "kernel") == ("fsdp", None)
+    # inner_state: (add_decayed_weights, adam)
+    assert spec("opt_state", "inner_state", "1", "0", "mu", "Dense_0", "kernel") == ("fsdp", None)
     assert spec("params", "Conv_0", "kernel") == (None, None, None, "fsdp")  # [5, 5, 1, 8]
     assert spec("params", "Dense_1", "bias") == ()  # 10 < fsdp_min_size
     assert tuple(flat["params", "Dense_0", "kernel"].sharding.shape) == (4, 2)  # data x fsdp

@@ -9,22 +9,18 @@ import ml_collections
 import pytest
 
 from research import sweep
+from research.config import base_config
 from research.errors import UserError
+from research.models import default_config
 
 LR, BS, SEED = "optimizer.learning_rate", "data.batch_size", "seed"
 
 
 def make_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict(
-        {
-            "name": "toy",
-            "seed": 0,
-            "optimizer": {"learning_rate": 0.1, "weight_decay": 0.0},
-            "data": {"batch_size": 128},
-            "train": {"num_epochs": 10},
-            "model": {"activation": "relu", "features": [64, 32]},
-        }
-    )
+    """A whole config (expand validates each point) with a LeNet, whose features are a tuple."""
+    config = base_config("toy")
+    config.optimizer.learning_rate = 0.1
+    config.model = default_config("lenet", activation="relu", features=(64, 32))
     config.lock()
     return config
 
@@ -130,12 +126,11 @@ def test_expand_names_are_readable_stable_unique_and_filesystem_safe():
     assert points[11].name == "011-lr=0.1,bs=128,seed=1"
     assert [p.name for p in points] == [p.name for p in sweep.expand(make_config(), grid())]
     assert len({p.name for p in points}) == 12
-    odd = sweep.expand(
-        make_config(),
-        [{"model.activation": "leaky relu/2", "model.features": [128, 64]}, {LR: 3e-5}],
-    )
-    assert odd[0].name == "000-activation=leaky_relu_2,features=128x64"
+    odd = sweep.expand(make_config(), [{"model.features": [128, 64]}, {LR: 3e-5}])
+    assert odd[0].name == "000-features=128x64"
     assert odd[1].name == "001-lr=3e-05"
+    unsafe = sweep.describe({"model.activation": "leaky relu/2", "model.features": [128, 64]})
+    assert unsafe == "activation=leaky_relu_2,features=128x64"
     assert all(re.fullmatch(r"[A-Za-z0-9._,=+-]+", p.name) for p in points + odd)
 
 

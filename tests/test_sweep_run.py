@@ -169,7 +169,7 @@ def slurm_cluster(tmp_path, monkeypatch):
     missing = [name for name in daemons if not shutil.which(name, path="/usr/sbin:/usr/bin")]
     if missing or os.geteuid() != 0:
         pytest.skip(f"needs root and slurmctld, slurmd, slurm-client, munge (missing {missing})")
-    if subprocess.run(["munge", "-n"], capture_output=True).returncode:
+    if subprocess.run(["munge", "-n"], capture_output=True, timeout=30).returncode:
         pytest.skip("munged is not running (start it: runuser -u munge -- /usr/sbin/munged)")
     host, state = socket.gethostname(), tmp_path / "slurm"
     state.mkdir()
@@ -197,7 +197,9 @@ def slurm_cluster(tmp_path, monkeypatch):
     ]
     try:
         for _ in range(60):
-            nodes = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+            nodes = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30
+            )
             if nodes.stdout.strip() == "idle":
                 break
             time.sleep(0.5)

@@ -61,7 +61,7 @@ def test_unknown_task_settings_are_refused(changes, match) -> None:
 def test_cross_entropy_is_minus_log_softmax_of_true_class(logits_and_labels) -> None:
     logits, labels = logits_and_labels
     task = build_task(_task_config(), INFO)
-    loss, metrics = task.loss_and_metrics(jnp.asarray(logits), {"label": jnp.asarray(labels)})
+    loss, metrics = task.loss_and_metrics(jnp.asarray(logits), {"label": jnp.asarray(labels)}, {})
     shifted = logits.astype(np.float64) - logits.max(-1, keepdims=True)
     log_softmax = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     expected = -log_softmax[np.arange(6), labels]
@@ -73,7 +73,7 @@ def test_cross_entropy_is_minus_log_softmax_of_true_class(logits_and_labels) -> 
 def test_label_smoothing_mixes_in_the_uniform_target(logits_and_labels) -> None:
     logits, labels = logits_and_labels
     task = build_task(_task_config(label_smoothing=0.2), INFO)
-    loss, _ = task.loss_and_metrics(jnp.asarray(logits), {"label": jnp.asarray(labels)})
+    loss, _ = task.loss_and_metrics(jnp.asarray(logits), {"label": jnp.asarray(labels)}, {})
     shifted = logits.astype(np.float64) - logits.max(-1, keepdims=True)
     log_softmax = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     target = np.full((6, 4), 0.2 / 4) + 0.8 * np.eye(4)[labels]
@@ -83,7 +83,7 @@ def test_label_smoothing_mixes_in_the_uniform_target(logits_and_labels) -> None:
 def test_squared_loss_matches_hand_computation(logits_and_labels) -> None:
     logits, labels = logits_and_labels
     task = build_task(_task_config(loss="squared"), INFO)
-    loss, metrics = task.loss_and_metrics(jnp.asarray(logits), {"label": jnp.asarray(labels)})
+    loss, metrics = task.loss_and_metrics(jnp.asarray(logits), {"label": jnp.asarray(labels)}, {})
     z = 1 / (1 + np.exp(-logits.astype(np.float64)))
     t = np.eye(4)[labels]
     expected = 0.5 * ((t - z) ** 2).sum(-1)
@@ -94,7 +94,7 @@ def test_squared_loss_matches_hand_computation(logits_and_labels) -> None:
 def test_accuracy_sum_counts_argmax_equal_label() -> None:
     logits = jnp.array([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [0, 0, 0, 5.0], [0, 0, 5.0, 0]])
     labels = jnp.array([0, 1, 2, 2])  # rows 0, 1 and 3 are right
-    _, metrics = build_task(_task_config(), INFO).loss_and_metrics(logits, {"label": labels})
+    _, metrics = build_task(_task_config(), INFO).loss_and_metrics(logits, {"label": labels}, {})
     assert float(metrics["accuracy"]) == 3.0
     assert float(metrics["count"]) == 4.0
 
@@ -104,7 +104,7 @@ def test_masked_examples_change_neither_loss_nor_sums(logits_and_labels, loss_na
     logits, labels = logits_and_labels
     task = build_task(_task_config(loss=loss_name), INFO)
     real_loss, real = task.loss_and_metrics(
-        jnp.asarray(logits[:4]), {"label": jnp.asarray(labels[:4])}
+        jnp.asarray(logits[:4]), {"label": jnp.asarray(labels[:4])}, {}
     )
     garbage = np.concatenate([logits[:4], np.full((2, 4), 50.0, np.float32)])
     padded_loss, padded = task.loss_and_metrics(
@@ -113,6 +113,7 @@ def test_masked_examples_change_neither_loss_nor_sums(logits_and_labels, loss_na
             "label": jnp.asarray(labels),
             "mask": jnp.array([1, 1, 1, 1, 0, 0], jnp.float32),
         },
+        {},
     )
     assert float(padded_loss) == pytest.approx(float(real_loss), abs=1e-6)
     for name in ("loss", "accuracy", "count"):
@@ -123,7 +124,7 @@ def test_masked_examples_change_neither_loss_nor_sums(logits_and_labels, loss_na
 def test_all_masked_batch_gives_zero_not_nan(logits_and_labels) -> None:
     logits, labels = logits_and_labels
     loss, metrics = build_task(_task_config(), INFO).loss_and_metrics(
-        jnp.asarray(logits), {"label": jnp.asarray(labels), "mask": jnp.zeros(6)}
+        jnp.asarray(logits), {"label": jnp.asarray(labels), "mask": jnp.zeros(6)}, {}
     )
     assert float(loss) == 0.0
     assert [float(metrics[k]) for k in ("loss", "accuracy", "count")] == [0.0, 0.0, 0.0]
@@ -131,9 +132,10 @@ def test_all_masked_batch_gives_zero_not_nan(logits_and_labels) -> None:
 
 def test_normalisation_gives_zero_mean_unit_std_on_training_images(digits) -> None:
     task = build_task(_task_config(), digits.info)
-    inputs = task.model_inputs(
+    inputs, aux = task.model_inputs(
         {"image": jnp.asarray(digits.splits["train"]["image"])}, jax.random.key(0), train=False
     )
+    assert aux == {}  # classification draws nothing the loss needs
     assert inputs.dtype == jnp.float32
     assert inputs.shape == (1294, 8, 8, 1)
     assert float(inputs.mean()) == pytest.approx(0.0, abs=1e-4)
@@ -143,7 +145,7 @@ def test_normalisation_gives_zero_mean_unit_std_on_training_images(digits) -> No
 def test_normalisation_is_per_channel() -> None:
     task = ImageClassification(mean=(10.0, 100.0), std=(2.0, 50.0), num_classes=2)
     images = jnp.broadcast_to(jnp.array([14, 0], jnp.uint8), (1, 2, 2, 2))
-    inputs = task.model_inputs({"image": images}, jax.random.key(0), train=False)
+    inputs, _ = task.model_inputs({"image": images}, jax.random.key(0), train=False)
     np.testing.assert_allclose(inputs[0, 0, 0], [2.0, -2.0])
 
 
@@ -208,9 +210,9 @@ def test_random_flip_mirrors_about_half_left_right() -> None:
 def test_train_false_applies_no_augmentation() -> None:
     images = jnp.asarray(_distinct_images(32))
     task = build_task(_task_config(augment="crop_flip", crop_padding=2), INFO)
-    plain = task.model_inputs({"image": images}, jax.random.key(0), train=False)
+    plain, _ = task.model_inputs({"image": images}, jax.random.key(0), train=False)
     np.testing.assert_array_equal(plain, np.asarray(images, np.float32))
-    augmented = task.model_inputs({"image": images}, jax.random.key(0), train=True)
+    augmented, _ = task.model_inputs({"image": images}, jax.random.key(0), train=True)
     assert augmented.shape == plain.shape
     assert not np.array_equal(augmented, plain)
 
@@ -218,7 +220,7 @@ def test_train_false_applies_no_augmentation() -> None:
 def test_augment_none_leaves_training_inputs_alone() -> None:
     images = jnp.asarray(_distinct_images(8))
     task = build_task(_task_config(augment="none"), INFO)
-    trained = task.model_inputs({"image": images}, jax.random.key(0), train=True)
+    trained, _ = task.model_inputs({"image": images}, jax.random.key(0), train=True)
     np.testing.assert_array_equal(trained, np.asarray(images, np.float32))
 
 
@@ -226,5 +228,5 @@ def test_crop_augmentation_never_flips() -> None:
     images = jnp.asarray(_distinct_images(64, size=6))
     task = build_task(_task_config(augment="crop", crop_padding=0), INFO)
     for seed in range(3):
-        trained = task.model_inputs({"image": images}, jax.random.key(seed), train=True)
+        trained, _ = task.model_inputs({"image": images}, jax.random.key(seed), train=True)
         np.testing.assert_array_equal(trained, np.asarray(images, np.float32))

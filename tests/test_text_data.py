@@ -1,12 +1,14 @@
 """Tests of the text and sequence datasets: vocabularies, splits, windows, readers, TFDS paths."""
 
 import json
+import re
 
 import ml_collections
 import numpy as np
 import pytest
 
-from research.data import embedded, text, vocab
+from research import data
+from research.data import SOURCES, embedded, text, vocab
 from research.errors import UserError
 
 SAMPLE = "The quick brown fox jumps over the lazy dog.\nPack my box with five dozen liquor jugs!\n"
@@ -83,22 +85,21 @@ def test_windows_share_one_token_and_their_targets_tile_the_text(length: int) ->
 
 def test_text_file_splits_by_position_with_a_train_only_vocabulary(tmp_path) -> None:
     path = tmp_path / "corpus.txt"
-    content = "abcdefghij" * 90 + "xyz" * 30 + "#" * 10  # '#' occurs only in the test 5%
+    content = "abcdefghij" * 90 + "abxyz" * 18 + "#" * 10  # '#' occurs only in the test 5%
     path.write_text(content, encoding="utf-8")
-    dataset = text.LOADERS["text_file"](data_config("text_file", path=str(path), seq_len=16))
+    dataset = SOURCES.lookup("text_file")(data_config("text_file", path=str(path), seq_len=16))
     vocabulary = vocab.from_json(dataset.info["vocabulary"])
     assert "#" not in vocabulary.tokens and "z" not in vocabulary.tokens
     parts = text.positional_split(content)
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         tokens = dataset.splits[split]["tokens"]
         assert tokens.shape[1] == 17
-        decoded = vocabulary.decode(t for t in tokens[:, 1:].ravel() if t)
-        assert decoded == parts[split][1:].replace("x", "").replace("y", "").replace("z", "")
-    assert not dataset.splits["test"]["tokens"][:, 1:].any()  # test text is all unseen: pads
+        decoded = vocabulary.decode(t for t in tokens[:, 1:].ravel() if t)  # unseen: pads
+        assert decoded == "".join(c for c in parts[split][1:] if c not in "xyz#")
 
 
 def test_python_docs_is_the_offline_default() -> None:
-    dataset = text.LOADERS["python_docs"](data_config("python_docs", seq_len=128))
+    dataset = SOURCES.lookup("python_docs")(data_config("python_docs", seq_len=128))
     sizes = {s: dataset.size(s) for s in ("train", "val", "test")}
     assert sizes["train"] > 3000  # ~465k characters in Python 3.11
     assert abs(sizes["val"] - sizes["train"] / 18) < 2 and abs(sizes["test"] - sizes["val"]) < 2
@@ -107,11 +108,11 @@ def test_python_docs_is_the_offline_default() -> None:
 
 def test_missing_or_non_utf8_files_are_user_errors(tmp_path) -> None:
     with pytest.raises(UserError, match="--config.data.path=FILE"):
-        text.LOADERS["text_file"](data_config("text_file"))
+        SOURCES.lookup("text_file")(data_config("text_file"))
     latin = tmp_path / "latin.txt"
     latin.write_bytes(b"caf\xe9\n")
     with pytest.raises(UserError, match="not UTF-8"):
-        text.LOADERS["text_file"](data_config("text_file", path=str(latin)))
+        SOURCES.lookup("text_file")(data_config("text_file", path=str(latin)))
 
 
 def test_read_labelled_lines_and_tsv(tmp_path) -> None:
@@ -146,7 +147,7 @@ def test_labelled_text_rows_start_with_cls_and_are_padded(tmp_path) -> None:
     config = data_config(
         "labelled_text", path=str(train), val_path=str(dev), seq_len=5, tokenizer="wordpiece"
     )
-    dataset = text.LOADERS["labelled_text"](config)
+    dataset = SOURCES.lookup("labelled_text")(config)
     sizes = {s: dataset.size(s) for s in ("train", "val", "test")}
     assert sizes == {"train": 45, "val": 2, "test": 5}  # test carved from train, then val read
     info = dataset.info
@@ -167,13 +168,13 @@ def test_vocab_path_reuses_a_saved_vocabulary(tmp_path) -> None:
     content = tmp_path / "c.txt"
     content.write_text("xyz" * 100)
     config = data_config("text_file", path=str(content), vocab_path=str(path))
-    dataset = text.LOADERS["text_file"](config)
+    dataset = SOURCES.lookup("text_file")(config)
     assert dataset.info["vocabulary"] == saved.to_json()
 
 
 def test_digits_rows_are_the_digits_read_row_by_row() -> None:
     config = data_config("digits_rows")
-    rows, images = text.LOADERS["digits_rows"](config), embedded.digits(config)
+    rows, images = SOURCES.lookup("digits_rows")(config), embedded.digits(config)
     np.testing.assert_array_equal(
         rows.splits["train"]["image"], images.splits["train"]["image"][..., 0]
     )
@@ -198,10 +199,60 @@ def tfds():
 )
 def test_tfds_sources_with_mock_data(tfds, name, fields, shape) -> None:
     with tfds.testing.mock_data(num_examples=20):
-        dataset = text.LOADERS[name](data_config(name, **fields))
+        dataset = SOURCES.lookup(name)(data_config(name, **fields))
     key = "image" if name == "mnist_rows" else "tokens"
     for split in ("train", "val", "test"):
         assert dataset.splits[split][key].shape[1:] == shape
     if name in ("glue/sst2", "imdb_reviews"):
         assert dataset.info["num_classes"] == 2
         assert (dataset.size("train"), dataset.size("val"), dataset.size("test")) == (18, 2, 20)
+
+
+@pytest.mark.parametrize("content", ["", "hello world, this is short."])
+def test_a_too_short_text_file_says_how_many_characters_it_has_and_needs(tmp_path, content):
+    path = tmp_path / "short.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=f"has {len(content)} characters.*at least 31"):
+        SOURCES.lookup("text_file")(data_config("text_file", path=str(path)))
+
+
+def test_the_advice_for_a_train_split_shorter_than_a_batch_works(tmp_path) -> None:
+    """43 characters: train is 38 tokens, 3 windows of 16, not a batch of 8 (which needs 129)."""
+    path = tmp_path / "short.txt"
+    path.write_text("hello world, this is a short text, isnt it.", encoding="utf-8")
+    config = data_config("text_file", path=str(path))
+    with pytest.raises(UserError) as error:
+        data.load(config)
+    message = str(error.value)
+    assert "has 38 tokens" in message and "data.batch_size=8 needs 8 windows, 129" in message
+    advice = re.findall(r"--config\.data\.(batch_size|seq_len)=(\d+)", message)
+    assert advice == [("batch_size", "3"), ("seq_len", "4")]
+    for key, value in advice:
+        dataset = data.load(data_config("text_file", path=str(path), **{key: int(value)}))
+        for split in ("train", "val", "test"):  # every split has a target to score
+            assert dataset.splits[split]["tokens"][:, 1:].any()
+
+
+def test_a_split_with_nothing_to_score_is_refused(tmp_path) -> None:
+    path = tmp_path / "corpus.txt"
+    path.write_text("ab" * 45 + "z" * 10, encoding="utf-8")  # val and test: characters train lacks
+    with pytest.raises(UserError, match="The val split of data.name='text_file' has nothing"):
+        SOURCES.lookup("text_file")(data_config("text_file", path=str(path)))
+
+
+@pytest.mark.parametrize("key", ["val_path", "test_path"])
+def test_a_label_outside_the_training_classes_names_file_and_line(tmp_path, key) -> None:
+    train = tmp_path / "train.txt"
+    train.write_text("".join(f"{i % 2} film number {i}\n" for i in range(20)))
+    other = tmp_path / "other.txt"
+    other.write_text("1 nice\n\n7 what is this\n0 bad\n")
+    config = data_config("labelled_text", path=str(train), **{key: str(other)})
+    with pytest.raises(UserError, match=r"other\.txt, line 3: label 7 is not a class.* 0, 1\)"):
+        SOURCES.lookup("labelled_text")(config)
+
+
+def test_a_labelled_file_too_short_to_carve_its_splits_is_refused(tmp_path) -> None:
+    train = tmp_path / "train.txt"
+    train.write_text("1 good film\n0 bad film\n1 great\n")
+    with pytest.raises(UserError, match="too short to carve a val and a test split.*train 3"):
+        SOURCES.lookup("labelled_text")(data_config("labelled_text", path=str(train)))

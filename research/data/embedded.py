@@ -3,9 +3,10 @@
 import ml_collections
 import numpy as np
 
-from research.data import Dataset, carve_validation, image_info
+from research.data import SOURCES, Dataset, carve_validation, image_info
 
 
+@SOURCES.register("digits", reads=("validation_fraction",))
 def digits(config: ml_collections.ConfigDict) -> Dataset:
     """scikit-learn's 1,797 real 8x8 handwritten digits, as uint8 images [n, 8, 8, 1].
 
@@ -20,6 +21,3 @@ def digits(config: ml_collections.ConfigDict) -> Dataset:
     rest, test = carve_validation(arrays, 0.2, seed=1)
     train, val = carve_validation(rest, config.validation_fraction, seed=0)
     return Dataset({"train": train, "val": val, "test": test}, image_info(train, 10))
-
-
-LOADERS = {"digits": digits}

@@ -4,34 +4,53 @@ PIL rather than TFDS's ImageFolder builder: the whole folder is decoded into mem
 and PIL skips TensorFlow's seconds of start-up and names the exact file it cannot read.
 """
 
+import contextlib
 import pathlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import ml_collections
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from research.data import Arrays, Dataset, carve_validation, image_info
+from research.data import SOURCES, Arrays, Dataset, carve_validation, image_info
 from research.errors import UserError
 
 VALIDATION_NAMES = ("val", "validation")
 
 
-def _decode(path: pathlib.Path, mode: str) -> np.ndarray:
+@contextlib.contextmanager
+def _opened(path: pathlib.Path) -> Iterator[Image.Image]:
+    """PIL's image at `path`; any failure to read it, now or while decoding, names the file."""
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert(mode), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
+            yield image
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UserError(
-            f"Cannot read image {str(path)!r} ({error}). Remove or replace the file; every "
-            "file under DIR/<split>/<class>/ must be an image."
+            f"Cannot read image {str(path)!r} ({type(error).__name__}: {error}). Remove or "
+            "replace the file; every file under DIR/<split>/<class>/ must be an image (hidden "
+            "ones, such as .DS_Store, are skipped)."
         ) from None
+
+
+def _visible(directory: pathlib.Path) -> list[pathlib.Path]:
+    """The entries of `directory` by name, without hidden ones (.DS_Store, .ipynb_checkpoints)."""
+    return sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+
+
+def _images(directory: pathlib.Path) -> list[pathlib.Path]:
+    return [p for p in _visible(directory) if p.is_file()]
+
+
+def _decode(path: pathlib.Path, mode: str) -> np.ndarray:
+    with _opened(path) as image:
+        pixels = np.asarray(image.convert(mode), dtype=np.uint8)
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
 def _read_split(directory: pathlib.Path, classes: list[str], mode: str) -> Arrays:
     """images [n, height, width, channels] uint8 in (class, file name) order; labels [n]."""
-    unknown = sorted({d.name for d in directory.iterdir() if d.is_dir()} - set(classes))
+    unknown = sorted({d.name for d in _visible(directory) if d.is_dir()} - set(classes))
     if unknown:
         raise UserError(
             f"{str(directory)!r} has classes {unknown} that the train split lacks; every "
@@ -41,7 +60,7 @@ def _read_split(directory: pathlib.Path, classes: list[str], mode: str) -> Array
         (path, label)
         for label, name in enumerate(classes)
         if (directory / name).is_dir()
-        for path in sorted(p for p in (directory / name).iterdir() if p.is_file())
+        for path in _images(directory / name)
     ]
     if not files:
         raise UserError(f"{str(directory)!r} holds no images in DIR/<split>/<class>/<image>.")
@@ -59,13 +78,13 @@ def _read_split(directory: pathlib.Path, classes: list[str], mode: str) -> Array
     return {"image": np.stack(images), "label": labels}
 
 
-def _image_mode(train: pathlib.Path, classes: list[str]) -> str:
+def _image_mode(first: pathlib.Path) -> str:
     """Grayscale ("L") when the first training image is, else RGB for every image."""
-    first = next(p for p in sorted((train / classes[0]).iterdir()) if p.is_file())
-    with Image.open(first) as image:
+    with _opened(first) as image:
         return "L" if image.mode in ("1", "L", "I;16") else "RGB"
 
 
+@SOURCES.register("image_folder", reads=("path", "validation_fraction"))
 def load(config: ml_collections.ConfigDict) -> Dataset:
     """Reads `config.path`/{train, val or validation, test}; label ids are sorted class names.
 
@@ -84,10 +103,16 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
             f"The image folder {str(root)!r} has no {' or '.join(missing)} directory; it must "
             "hold DIR/train/<class>/<image> and DIR/test/<class>/<image> (DIR/val optional)."
         )
-    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    classes = [d.name for d in _visible(root / "train") if d.is_dir()]
     if not classes:
         raise UserError(f"{str(root / 'train')!r} has no class directories.")
-    mode = _image_mode(root / "train", classes)
+    empty = [name for name in classes if not _images(root / "train" / name)]
+    if empty:
+        raise UserError(
+            f"The classes {empty} in {str(root / 'train')!r} hold no training images; every "
+            "class needs some. Add images or remove those folders."
+        )
+    mode = _image_mode(_images(root / "train" / classes[0])[0])
     splits = {split: _read_split(root / split, classes, mode) for split in ("train", "test")}
     validation = [root / name for name in VALIDATION_NAMES if (root / name).is_dir()]
     if validation:
@@ -96,9 +121,13 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
         splits["train"], splits["val"] = carve_validation(
             splits["train"], config.validation_fraction
         )
+        if not len(splits["val"]["label"]):
+            raise UserError(
+                f"data.validation_fraction={config.validation_fraction} of the "
+                f"{len(splits['train']['label'])} training images in {str(root)!r} rounds to no "
+                "validation image. Add a DIR/val/<class>/ folder, more training images, or "
+                "raise data.validation_fraction."
+            )
     info = image_info(splits["train"], len(classes))
     info["class_names"] = classes
     return Dataset(splits, info)
-
-
-LOADERS = {"image_folder": load}

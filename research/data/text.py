@@ -13,10 +13,24 @@ import ml_collections
 import numpy as np
 from ml_collections.config_dict import placeholder
 
-from research.data import Arrays, Dataset, carve_validation, embedded, vocab
+from research.checks import PATH, integer, one_of
+from research.data import SOURCES, Arrays, Dataset, carve_validation, embedded, vocab
 from research.errors import UserError
 
 SPLITS = ("train", "val", "test")
+MIN_CHARACTERS = 31  # the shortest text whose 5% val and test parts get 2 characters each
+# The allowed values of the data fields `text_fields` adds; TOKENS are those every text source
+# reads (val_path and test_path only labelled_text does), TFDS those the TFDS ones add.
+TEXT_CHECKS = {
+    "seq_len": integer(1),
+    "tokenizer": one_of(*vocab.KINDS),
+    "vocab_size": integer(len(vocab.WORDPIECE_SPECIALS) + 1),
+    "vocab_path": PATH,
+    "val_path": PATH,
+    "test_path": PATH,
+}
+TOKENS = ("seq_len", "tokenizer", "vocab_size", "vocab_path")
+TFDS = ("tfds_data_dir", "download")
 
 
 def text_fields(seq_len: int, tokenizer: str = "char", vocab_size: int = 8000) -> dict[str, Any]:
@@ -33,6 +47,9 @@ def text_fields(seq_len: int, tokenizer: str = "char", vocab_size: int = 8000) -
         "val_path": placeholder(str),
         "test_path": placeholder(str),
     }
+
+
+SOURCES.declare({**text_fields(seq_len=1), "seq_len": None}, TEXT_CHECKS)  # seq_len: no default
 
 
 def positional_split(text: str) -> dict[str, str]:
@@ -75,10 +92,38 @@ def _vocabulary(config: ml_collections.ConfigDict, train_texts: list[str]) -> vo
     return vocab.build(config.tokenizer, train_texts, config.vocab_size)
 
 
+def _check_lengths(config: ml_collections.ConfigDict, texts: dict[str, str], ids: Arrays) -> None:
+    """Every split needs a target to score (else its mean divides by zero) and train one batch of
+    windows; the message counts what there is and says which batch_size or seq_len would fit."""
+    for split in SPLITS:
+        if not np.count_nonzero(ids[split][1:]):  # id 0: pad, or a character train lacks
+            raise UserError(
+                f"The {split} split of data.name={config.name!r} has nothing to score: its "
+                f"{len(texts[split])} characters make {len(ids[split])} tokens, and none after "
+                "the first is in the vocabulary of the train split (what it lacks becomes "
+                "padding, which is not scored). Every split needs 2 tokens or more, one to read "
+                "and one to predict. Use a longer text, one whose parts share characters."
+            )
+    tokens, seq_len, batch_size = len(ids["train"]), config.seq_len, config.batch_size
+    count = -(-(tokens - 1) // seq_len)  # windows, as `windows` cuts them
+    if count < batch_size:
+        fits = (tokens - 1) // batch_size  # this seq_len makes at least batch_size windows
+        raise UserError(
+            f"The train split of data.name={config.name!r} has {tokens} tokens "
+            f"({len(texts['train'])} characters): {count} window(s) of data.seq_len={seq_len}, "
+            f"but one batch of data.batch_size={batch_size} needs {batch_size} windows, "
+            f"{batch_size * seq_len + 1} tokens. Pass --config.data.batch_size={count}"
+            + (f", or --config.data.seq_len={fits}" if fits else "")
+            + ", or use a longer text."
+        )
+
+
 def language_dataset(config: ml_collections.ConfigDict, texts: dict[str, str]) -> Dataset:
     """Texts of train/val/test -> windows of `config.seq_len + 1` tokens (see `windows`)."""
     vocabulary = _vocabulary(config, [texts["train"]])
-    splits = {s: {"tokens": windows(vocabulary.encode(texts[s]), config.seq_len)} for s in SPLITS}
+    ids = {split: vocabulary.encode(texts[split]) for split in SPLITS}
+    _check_lengths(config, texts, ids)
+    splits = {split: {"tokens": windows(ids[split], config.seq_len)} for split in SPLITS}
     return Dataset(splits, vocab.info(vocabulary))
 
 
@@ -104,11 +149,12 @@ def labelled_dataset(
     return Dataset(splits, {**info, "num_classes": num_classes})
 
 
-def read_labelled(path: str, key: str = "data.path") -> Arrays:
+def read_labelled(path: str, key: str = "data.path", classes: np.ndarray | None = None) -> Arrays:
     """A file of lines `<label> <text>`, or a TSV whose header names `sentence` and `label`.
 
-    Returns {"text": [n] object, "label": [n] int32}; a bad line is a UserError naming the file
-    and line number. Blank lines are skipped.
+    Returns {"text": [n] object, "label": [n] int32}; a bad line, or a label outside `classes`
+    (the training file's labels, when reading its val or test file), is a UserError naming the
+    file and line number. Blank lines are skipped.
     """
     lines = _read_text(path, key).split("\n")
     header = lines[0].split("\t")
@@ -130,6 +176,13 @@ def read_labelled(path: str, key: str = "data.path") -> Arrays:
             raise UserError(
                 f"{path}, line {number}: expected {expected} with a non-negative integer label, "
                 f"got {line[:80]!r}. Fix or remove that line."
+            )
+        if classes is not None and int(label) not in classes:
+            raise UserError(
+                f"{path}, line {number}: label {int(label)} is not a class of the training file "
+                f"data.path (its labels are {', '.join(map(str, classes))}); the model would "
+                "have an output no training line teaches. Fix that line, or pass a "
+                f"{key} of the training file's task."
             )
         texts.append(text.strip())
         labels.append(int(label))
@@ -159,6 +212,7 @@ def _decode(strings: np.ndarray) -> np.ndarray:
     return np.array([s.decode("utf-8") for s in strings], dtype=object)
 
 
+@SOURCES.register("python_docs", reads=TOKENS)
 def python_docs(config: ml_collections.ConfigDict) -> Dataset:
     """The offline default: Python's own English documentation (pydoc_data, ~465k characters)."""
     from pydoc_data.topics import topics
@@ -166,11 +220,20 @@ def python_docs(config: ml_collections.ConfigDict) -> Dataset:
     return language_dataset(config, positional_split("\n\n".join(map(topics.get, sorted(topics)))))
 
 
+@SOURCES.register("text_file", reads=("path", *TOKENS))
 def text_file(config: ml_collections.ConfigDict) -> Dataset:
     """Any UTF-8 file at `data.path`, split 90/5/5 by position."""
-    return language_dataset(config, positional_split(_read_text(config.path, "data.path")))
+    content = _read_text(config.path, "data.path")
+    if len(content) < MIN_CHARACTERS:
+        raise UserError(
+            f"data.path={config.path!r} has {len(content)} characters, but text_file needs at "
+            f"least {MIN_CHARACTERS}: it keeps the last 5% for validation and 5% for test, and "
+            "each needs 2 characters (one to read, one to predict). Use a longer text."
+        )
+    return language_dataset(config, positional_split(content))
 
 
+@SOURCES.register("tiny_shakespeare", reads=(*TOKENS, *TFDS))
 def tiny_shakespeare(config: ml_collections.ConfigDict) -> Dataset:
     """TFDS `tiny_shakespeare` with its own train/validation/test texts."""
     arrays = _tfds_arrays(
@@ -189,29 +252,46 @@ def _tfds_labelled(config: ml_collections.ConfigDict, name: str, text_key: str, 
     return labelled_dataset(config, examples, num_classes)
 
 
+@SOURCES.register("imdb_reviews", reads=(*TOKENS, *TFDS, "validation_fraction"))
 def imdb_reviews(config: ml_collections.ConfigDict) -> Dataset:
     return _tfds_labelled(config, "imdb_reviews", "text", test="test")
 
 
+@SOURCES.register("glue/sst2", reads=(*TOKENS, *TFDS, "validation_fraction"))
 def glue_sst2(config: ml_collections.ConfigDict) -> Dataset:
     """GLUE's test labels are hidden, so its validation split serves as our test split."""
     return _tfds_labelled(config, "glue/sst2", "sentence", test="validation")
 
 
+@SOURCES.register(
+    "labelled_text", reads=(*TOKENS, "path", "val_path", "test_path", "validation_fraction")
+)
 def labelled_text(config: ml_collections.ConfigDict) -> Dataset:
-    """`data.path` (+ optional `val_path`, `test_path`); missing splits are carved from train."""
+    """`data.path` (+ optional `val_path`, `test_path`); missing splits are carved from train.
+
+    The classes are the training file's labels: a val or test line with another is an error.
+    """
     train = read_labelled(config.path)
+    classes = np.unique(train["label"])
     if config.test_path:
-        test = read_labelled(config.test_path, "data.test_path")
+        test = read_labelled(config.test_path, "data.test_path", classes)
     else:
         train, test = carve_validation(train, 0.1, seed=1)
     if config.val_path:
-        val = read_labelled(config.val_path, "data.val_path")
+        val = read_labelled(config.val_path, "data.val_path", classes)
     else:
         train, val = carve_validation(train, config.validation_fraction)
     examples = {"train": train, "val": val, "test": test}
-    num_classes = max(int(a["label"].max()) for a in examples.values()) + 1
-    return labelled_dataset(config, examples, num_classes)
+    empty = [split for split, arrays in examples.items() if not len(arrays["label"])]
+    if empty:
+        sizes = ", ".join(f"{split} {len(a['label'])}" for split, a in examples.items())
+        raise UserError(
+            f"data.path={config.path!r} is too short to carve a {' and a '.join(empty)} "
+            f"split from (lines per split: {sizes}; test takes 10% and val "
+            f"data.validation_fraction={config.validation_fraction} of the rest). Add lines, or "
+            "pass --config.data.val_path=FILE and --config.data.test_path=FILE."
+        )
+    return labelled_dataset(config, examples, int(classes[-1]) + 1)
 
 
 def as_rows(dataset: Dataset) -> Dataset:
@@ -223,11 +303,13 @@ def as_rows(dataset: Dataset) -> Dataset:
     return Dataset(splits, {**dataset.info, "input_shape": dataset.info["input_shape"][:2]})
 
 
+@SOURCES.register("digits_rows", reads=("validation_fraction",))
 def digits_rows(config: ml_collections.ConfigDict) -> Dataset:
     """scikit-learn's digits (the embedded split) read as 8 rows of 8 pixels."""
     return as_rows(embedded.digits(config))
 
 
+@SOURCES.register("mnist_rows", reads=SOURCES.unregistered_reads)  # as TFDS mnist
 def mnist_rows(config: ml_collections.ConfigDict) -> Dataset:
     """TFDS `mnist` read as 28 rows of 28 pixels: the sequential-MNIST task."""
     from research.data import tfds_source
@@ -235,15 +317,3 @@ def mnist_rows(config: ml_collections.ConfigDict) -> Dataset:
     mnist = ml_collections.ConfigDict(config.to_dict())
     mnist.name = "mnist"
     return as_rows(tfds_source.load(mnist))
-
-
-LOADERS = {
-    "python_docs": python_docs,
-    "text_file": text_file,
-    "tiny_shakespeare": tiny_shakespeare,
-    "labelled_text": labelled_text,
-    "imdb_reviews": imdb_reviews,
-    "glue/sst2": glue_sst2,
-    "digits_rows": digits_rows,
-    "mnist_rows": mnist_rows,
-}

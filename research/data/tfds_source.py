@@ -11,8 +11,12 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from research.data import Arrays, Dataset, carve_validation, image_info
+from research.checks import integer, optional
+from research.data import SOURCES, Arrays, Dataset, carve_validation, image_info
 from research.errors import UserError
+
+# Set by experiments on variable-size images (ImageNet): the side of the center squares.
+SOURCES.declare({"image_size": None}, {"image_size": optional(integer(1))})
 
 
 def import_tfds():
@@ -26,15 +30,16 @@ def import_tfds():
 
 
 def builder(name: str, data_dir: str | None):
-    tfds = import_tfds()
+    """TFDS's builder of `name`. TFDS finds builders without TensorFlow, so a name that is
+    neither a registered source nor a TFDS dataset is reported before TensorFlow's start-up."""
+    import tensorflow_datasets as tfds  # imports TensorFlow lazily, on first use
+
     try:
-        return tfds.builder(name, data_dir=data_dir)
+        dataset_builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise UserError(
-            f"data.name={name!r} is neither an embedded dataset (digits) nor a TFDS dataset. "
-            "Pass a TFDS name such as mnist, fashion_mnist or cifar10 "
-            "(see tfds.list_builders()) or an embedded name."
-        ) from None
+        raise SOURCES.unknown(name, tfds.list_builders(with_community_datasets=False)) from None
+    import_tfds()
+    return dataset_builder
 
 
 # Where a dataset's test labels are withheld, its validation split serves as the test split.
@@ -91,7 +96,7 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     the command that prepares the data from files on disk.
     """
     dataset_builder = builder(config.name, config.tfds_data_dir)
-    size = config.get("image_size")  # set by experiments on variable-size images (ImageNet)
+    size = config.get("image_size")
     names = {"train": "train", "test": TEST_SPLITS.get(config.name, "test")}
     splits = read_prepared(
         dataset_builder,

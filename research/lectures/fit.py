@@ -1,56 +1,27 @@
-"""A small optax trainer and digits helpers for the studies that train outside the main loop
-(they need per-epoch test error, Hessians or custom losses); pure except for its own state.
+"""How the lecture studies train a network: the library's step builders and optimizer over batches
+a study supplies, evaluated after every epoch; plus the digits arrays and a squared-error task.
+No files and no checkpoints: a study keeps what it measures.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
-import optax
 
 from research import data as data_lib
 from research.config import base_config
-
-Batch = tuple[jax.Array, jax.Array]
-LossFn = Callable[[Any, Batch], jax.Array]
-
-
-class Trainer:
-    """Holds params and optimizer state; `run(batches)` takes one jitted step per batch."""
-
-    def __init__(
-        self,
-        loss_fn: LossFn,
-        params: Any,
-        learning_rate: float,
-        optimizer: str = "adam",
-        clip_norm: float | None = None,
-    ):
-        tx = {"adam": optax.adam, "sgd": optax.sgd}[optimizer](learning_rate)
-        if clip_norm is not None:  # recurrent nets: one exploding step should not end the run
-            tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
-        self.params = params
-        self.opt_state = tx.init(params)
-
-        def step(params, opt_state, batch):
-            loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        self._step = jax.jit(step)
-
-    def run(self, batches: Iterable[Batch]) -> list[float]:
-        losses = []
-        for batch in batches:
-            self.params, self.opt_state, loss = self._step(self.params, self.opt_state, batch)
-            losses.append(loss)
-        return [float(loss) for loss in losses]
+from research.tasks import Aux, Batch, Task, weights
+from research.train.optim import make_optimizer
+from research.train.setup import build_setup
+from research.train.steps import TrainState, create_state, make_eval_step, make_train_step
 
 
-def digits(flat: bool = False) -> dict[str, Batch]:
+def digits(flat: bool = False) -> dict[str, tuple[jax.Array, jax.Array]]:
     """The project's digits splits {train, val, test}: (images, labels) normalised by the
     training mean and std; images [n, 8, 8, 1] float32, or [n, 64] with `flat`."""
     dataset = data_lib.load(base_config("digits").data)
@@ -64,28 +35,108 @@ def digits(flat: bool = False) -> dict[str, Batch]:
     return splits
 
 
-def epoch_batches(data: Batch, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
-    """One epoch of shuffled minibatches, a function of (seed, epoch); the last partial dropped."""
-    x, y = data
-    order = np.random.default_rng([seed, epoch]).permutation(len(x))
-    for start in range(0, len(x) - batch_size + 1, batch_size):
-        rows = order[start : start + batch_size]
-        yield x[rows], y[rows]
+@dataclasses.dataclass(frozen=True)
+class SquaredError:
+    """`scale` sum_k (targets_k - logits_k)^2 per example on `inputs`; with scale 1/2 and one-hot
+    targets it is the lecture's squared cost J on linear outputs, with scale 1 a plain MSE."""
+
+    scale: float = 1.0
+    target: str = "loss"
+    mode: str = "min"
+
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> tuple[jax.Array, Aux]:
+        del key, train
+        return batch["inputs"], {}
+
+    def loss_and_metrics(
+        self, logits: jax.Array, batch: Batch, aux: Aux
+    ) -> tuple[jax.Array, Batch]:
+        del aux
+        targets = batch["targets"]
+        errors = self.scale * jnp.sum((targets - logits) ** 2, axis=tuple(range(1, logits.ndim)))
+        w = weights(batch, targets)
+        count = jnp.sum(w)
+        loss_sum = jnp.sum(errors * w)
+        return loss_sum / jnp.maximum(count, 1.0), {"loss": loss_sum, "count": count}
 
 
-def cross_entropy(model: nn.Module) -> LossFn:
-    """Mean softmax cross-entropy of a model without batch statistics or dropout."""
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A finished run: the model and task, the final state, each step's training loss (before
+    that step's update), and per evaluated split the task's mean metrics after each epoch."""
 
-    def loss(params: Any, batch: Batch) -> jax.Array:
-        x, y = batch
-        logits = model.apply({"params": params}, x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    model: nn.Module
+    task: Task
+    state: TrainState
+    losses: list[float]
+    curves: dict[str, list[dict[str, float]]]
 
-    return loss
+    @property
+    def params(self) -> Any:
+        return self.state.params
+
+    def inputs(self, batch: Batch) -> Any:
+        """The model's inputs for `batch` as evaluation prepares them (normalised images)."""
+        return self.task.model_inputs(batch, jax.random.key(0), train=False)[0]
 
 
-def error_rate(model: nn.Module, params: Any, data: Batch) -> float:
-    """Fraction of misclassified examples."""
-    x, y = data
-    logits = model.apply({"params": params}, x)
-    return float(jnp.mean(jnp.argmax(logits, -1) != y))
+def train(
+    model: nn.Module,
+    task: Task,
+    optimizer: ml_collections.ConfigDict,
+    batch_at: Callable[[int, int], Batch],
+    *,
+    steps_per_epoch: int,
+    num_epochs: int,
+    seed: int,
+    evaluate_on: dict[str, Batch] | None = None,
+    params: Any = None,
+) -> Run:
+    """Trains as the library's loop does (keys from `seed`, `make_optimizer`, `make_train_step`)
+    on `batch_at(epoch, step)`, and evaluates `evaluate_on`'s whole batches after every epoch
+    with `make_eval_step`: what a study needs that a run's record lacks (per-epoch test error,
+    the trained parameters), without its workdir. `params` replaces the initialisation, for a
+    study that measures its starting point first."""
+    evaluate_on = evaluate_on or {}
+    init_key, step_key = jax.random.split(jax.random.key(seed))
+    tx = make_optimizer(optimizer, steps_per_epoch, num_epochs)
+    example, _ = task.model_inputs(jax.tree.map(jnp.asarray, batch_at(0, 0)), init_key, False)
+    state = create_state(model, tx, example, init_key)  # eagerly: compiling it costs seconds
+    if params is not None:
+        state = state.replace(params=params, opt_state=tx.init(params))
+    train_step, eval_step = jax.jit(make_train_step(task, step_key)), jax.jit(make_eval_step(task))
+    step_metrics, curves = [], {split: [] for split in evaluate_on}
+    for epoch in range(num_epochs):
+        for step in range(steps_per_epoch):
+            state, metrics = train_step(state, batch_at(epoch, step))
+            step_metrics.append(metrics)
+        for split, batch in evaluate_on.items():
+            sums = jax.device_get(eval_step(state, batch))
+            curves[split].append(
+                {k: float(v / sums["count"]) for k, v in sums.items() if k != "count"}
+            )
+    losses = [float(m["loss"] / m["count"]) for m in jax.device_get(step_metrics)]
+    return Run(model, task, state, losses, curves)
+
+
+def train_config(
+    config: ml_collections.ConfigDict,
+    dataset: data_lib.Dataset | None = None,
+    evaluate: tuple[str, ...] = (),
+) -> tuple[data_lib.Dataset, Run]:
+    """`train` on what `config` names (its data, task, model, optimizer, batch size, epochs and
+    seed, built by `research.train.setup`), in the loop's batch order; `dataset` replaces the
+    config's data (a smaller training set), and `evaluate` names the splits to follow."""
+    dataset, task, model = build_setup(config, dataset)
+    batch_size = config.data.batch_size
+    run = train(
+        model,
+        task,
+        config.optimizer,
+        lambda epoch, step: data_lib.train_batch(dataset, config.seed, epoch, step, batch_size),
+        steps_per_epoch=dataset.size("train") // batch_size,
+        num_epochs=config.train.num_epochs,
+        seed=config.seed,
+        evaluate_on={split: dataset.splits[split] for split in evaluate},
+    )
+    return dataset, run

@@ -1,7 +1,7 @@
 """A tiny word-level masked-LM on text that ships with Python (the help topics of pydoc_data and
 the docstrings of the standard library's modules), and the attention weights of one word: local
-and small on purpose (the official text pipeline lives in research/data). Pure functions except
-the trainer's own state."""
+and small on purpose (the official text pipeline lives in research/data). No I/O; it trains
+through `fit.train` with the library's masked-LM task."""
 
 import ast
 import collections
@@ -11,11 +11,12 @@ import sysconfig
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
-import optax
 
-from research.lectures.fit import Trainer
+from research.lectures import fit
 from research.models import build_model
+from research.tasks.language import MaskedLM
 
 PAD, MASK, UNK = 0, 1, 2
 SPECIALS = ("[pad]", "[mask]", "[unk]")
@@ -65,48 +66,47 @@ class Vocabulary:
         return np.array([self.ids.get(word, UNK) for word in words], np.int32)
 
 
-def mask_tokens(
-    key: jax.Array, tokens: jax.Array, rate: float
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """BERT's corruption without the random-word variant: (inputs with [mask] at a `rate`
-    fraction of positions, targets = tokens, weights [batch, time] 1 where masked)."""
-    masked = jax.random.bernoulli(key, rate, tokens.shape) & (tokens != PAD)
-    return jnp.where(masked, MASK, tokens), tokens, masked.astype(jnp.float32)
-
-
 def train(
     token_ids: np.ndarray,
+    held_out_ids: np.ndarray,
     vocab_size: int,
+    optimizer: ml_collections.ConfigDict,
     *,
     steps: int,
     seq_len: int,
     batch_size: int,
-    learning_rate: float,
     seed: int,
     **model_fields,
-):
-    """Trains a `bert_mlm` on random windows of token_ids; returns (model, params, losses)."""
+) -> fit.Run:
+    """Trains a `bert_mlm` with the library's masked-LM task on random windows of token_ids,
+    one batch per step, through `fit.train`; the run's "held_out" curve is the task's loss and
+    masked-word accuracy on the consecutive windows of held_out_ids."""
     model = build_model("bert_mlm", vocab_size=vocab_size, max_len=seq_len, **model_fields)
-    init_key, data_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, jnp.ones((1, seq_len), jnp.int32))["params"]
+    # Every selected word becomes [mask] (no random or kept words, so the output vector at a
+    # word must come from its context), and [unk] is a word like any other, as the baseline
+    # counts it.
+    task = MaskedLM(UNK, MASK, vocab_size, mask_share=1.0, random_share=0.0)
     ids = jnp.asarray(token_ids)
-
-    def loss(params, batch):
-        inputs, targets, weights = batch
-        logits = model.apply({"params": params}, inputs)
-        per_token = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-        return jnp.sum(per_token * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    held_out = held_out_ids[: len(held_out_ids) // seq_len * seq_len].reshape(-1, seq_len)
+    data_key = jax.random.fold_in(jax.random.key(seed), 1)  # apart from fit.train's keys
 
     @jax.jit
-    def batch_at(step):
-        start_key, mask_key = jax.random.split(jax.random.fold_in(data_key, step))
-        starts = jax.random.randint(start_key, (batch_size,), 0, len(ids) - seq_len)
-        windows = jax.vmap(lambda s: jax.lax.dynamic_slice(ids, (s,), (seq_len,)))(starts)
-        return mask_tokens(mask_key, windows, 0.15)
+    def batch_at(step: int) -> dict[str, jax.Array]:
+        starts = jax.random.randint(
+            jax.random.fold_in(data_key, step), (batch_size,), 0, len(ids) - seq_len
+        )
+        return {"tokens": jax.vmap(lambda s: jax.lax.dynamic_slice(ids, (s,), (seq_len,)))(starts)}
 
-    trainer = Trainer(loss, params, learning_rate)
-    losses = trainer.run(batch_at(step) for step in range(steps))
-    return model, trainer.params, losses
+    return fit.train(
+        model,
+        task,
+        optimizer,
+        lambda epoch, step: batch_at(step),
+        steps_per_epoch=steps,
+        num_epochs=1,
+        seed=seed,
+        evaluate_on={"held_out": {"tokens": jnp.asarray(held_out)}},
+    )
 
 
 def word_attention(model, params, tokens: np.ndarray, position: int) -> np.ndarray:
@@ -127,13 +127,3 @@ def hidden_state(model, params, tokens: np.ndarray, position: int) -> np.ndarray
         method=lambda module, x: module.encoder(x),
     )
     return np.asarray(hidden[0, position])
-
-
-def masked_accuracy(model, params, token_ids: np.ndarray, seq_len: int, seed: int) -> float:
-    """Accuracy at masked positions of consecutive held-out windows."""
-    n = len(token_ids) // seq_len
-    windows = jnp.asarray(token_ids[: n * seq_len].reshape(n, seq_len))
-    inputs, targets, weights = mask_tokens(jax.random.key(seed), windows, 0.15)
-    logits = jax.jit(model.apply)({"params": params}, inputs)
-    correct = (jnp.argmax(logits, -1) == targets) * weights
-    return float(jnp.sum(correct) / jnp.sum(weights))

@@ -1,5 +1,6 @@
-"""Gradient descent in the lecture's four learning-rate regimes, on a 1-D quadratic and on any
-loss: eta_opt = 1 / J''(w), and a run that stops with "diverged at step N" instead of NaNs.
+"""Gradient descent in the lecture's four learning-rate regimes on a 1-D quadratic:
+eta_opt = 1 / J''(w), and a record of any descent that ends with "diverged at step N" instead
+of NaNs (a network's descent runs through the library's steps, `research.lectures.fit`).
 """
 
 import dataclasses
@@ -16,12 +17,24 @@ REGIMES = {"slow": 0.5, "optimal": 1.0, "oscillating": 1.5, "diverging": 2.5}
 @dataclasses.dataclass(frozen=True)
 class Descent:
     """Loss before each step (index 0 is the start), a probed scalar per step, divergence, and
-    the last finite parameters (to measure, say, the curvature where the run ended)."""
+    the final parameters of a run that did not diverge (to measure the curvature there)."""
 
     losses: list[float]
     probes: list[float]
     diverged_at: int | None
     params: Any = None
+
+    @classmethod
+    def of(
+        cls, losses: list[float], probes: list[float], params: Any, blowup: float = 1e6
+    ) -> "Descent":
+        """The run cut at its first loss that is not finite or exceeds `blowup` times the
+        starting loss: there it diverged, and what follows is overflow."""
+        limit = blowup * max(losses[0], 1e-12)
+        cut = next((i for i, loss in enumerate(losses) if not loss <= limit), None)  # or NaN
+        if cut is None:
+            return cls(losses, probes, diverged_at=None, params=params)
+        return cls(losses[:cut], probes[:cut], diverged_at=cut)
 
     @property
     def status(self) -> str:
@@ -41,29 +54,22 @@ def eta_opt(loss_fn: Callable[[jax.Array], jax.Array], w: float) -> float:
 
 
 def gradient_descent(
-    loss_fn: Callable[[Any], jax.Array],
-    params: Any,
+    loss_fn: Callable[[jax.Array], jax.Array],
+    w: jax.Array,
     eta: float,
     steps: int,
-    probe: Callable[[Any], jax.Array] | None = None,
-    blowup: float = 1e6,
+    probe: Callable[[jax.Array], jax.Array] | None = None,
 ) -> Descent:
-    """w <- w - eta dJ/dw for `steps` steps, stopping once J is not finite or exceeds `blowup`
-    times its start, so a diverging run ends with its step number rather than NaNs."""
+    """w <- w - eta dJ/dw for `steps` steps on the lecture's 1-D examples."""
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
-    update = jax.jit(lambda p, g: jax.tree.map(lambda w, d: w - eta * d, p, g))
-    losses, probes, last = [], [], params
+    losses, probes = [], []
     for step in range(steps + 1):
-        loss, grads = value_and_grad(params)
-        loss = float(loss)
-        if not jnp.isfinite(loss) or (losses and loss > blowup * max(losses[0], 1e-12)):
-            return Descent(losses, probes, diverged_at=step, params=last)
-        losses.append(loss)
-        probes.append(float(probe(params)) if probe else loss)
-        last = params
+        loss, grad = value_and_grad(w)
+        losses.append(float(loss))
+        probes.append(float(probe(w)) if probe else float(loss))
         if step < steps:
-            params = update(params, grads)
-    return Descent(losses, probes, diverged_at=None, params=last)
+            w = w - eta * grad
+    return Descent.of(losses, probes, w)
 
 
 def sign_changes(values: list[float]) -> int:

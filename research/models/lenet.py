@@ -3,16 +3,17 @@
 The softmax of the paper's output is applied by the loss; this module returns logits.
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from research.models import register
+from research.checks import FRACTION, Check, integer, one_of, tuple_of
+from research.models import DTYPE, MODELS
 from research.models.mlp import ACTIVATIONS
 
 
-@register("lenet")
+@MODELS.register("lenet")
 class LeNet5(nn.Module):
     """C1 (6 maps) -> S2 -> C3 (16 maps) -> S4 -> F5 (120) -> F6 (84) -> output.
 
@@ -29,6 +30,16 @@ class LeNet5(nn.Module):
     activation: str = "relu"
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+
+    checks: ClassVar[dict[str, Check]] = {
+        "features": tuple_of(integer(1), length=2),  # C1 and C3
+        "dense_sizes": tuple_of(integer(1)),
+        "padding": tuple_of(one_of("SAME", "VALID"), length=2),  # of C1 and C3
+        "pool": one_of("max", "avg"),
+        "activation": one_of(*ACTIVATIONS),
+        "dropout_rate": FRACTION,
+        "dtype": DTYPE,
+    }
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -1,16 +1,17 @@
 """The lecture's 3-layer network: input, one hidden layer with bias units, output."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from research.models import register
+from research.checks import FRACTION, Check, integer, one_of, tuple_of
+from research.models import DTYPE, MODELS
 
 ACTIVATIONS = {"sigmoid": nn.sigmoid, "tanh": jnp.tanh, "relu": nn.relu}
 
 
-@register("mlp")
+@MODELS.register("mlp")
 class MLP(nn.Module):
     """net_j = sum_i x_i w_ji + w_j0, y_j = f(net_j), net_k = sum_j y_j w_kj + w_k0 (logits).
 
@@ -23,6 +24,13 @@ class MLP(nn.Module):
     activation: str = "tanh"
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+
+    checks: ClassVar[dict[str, Check]] = {
+        "hidden_sizes": tuple_of(integer(1)),
+        "activation": one_of(*ACTIVATIONS),
+        "dropout_rate": FRACTION,
+        "dtype": DTYPE,
+    }
 
     @nn.compact
     def __call__(self, inputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from research.models import register
+from research.checks import Check, integer, one_of
+from research.models import DTYPE, MODELS
 
 # Blocks per stage, keyed by depth (He et al. 2016, table 1).
 IMAGENET_STAGE_SIZES: dict[int, tuple[int, ...]] = {
@@ -145,6 +146,15 @@ class _ResNet(nn.Module):
     zero_init_last_bn: bool = False
     dtype: Any = jnp.float32
 
+    checks: ClassVar[dict[str, Check]] = {
+        "width": integer(1),
+        "zero_init_last_bn": Check(
+            "false when model.residual is false (every block would output zero)",
+            lambda value, config: config.model.residual or not value,
+        ),
+        "dtype": DTYPE,
+    }
+
     def layout(self) -> tuple[type[_Block], Sequence[int], str]:
         """(block class, blocks per stage, stem) for this model's configuration."""
         raise NotImplementedError
@@ -187,7 +197,7 @@ class _ResNet(nn.Module):
         return nn.Dense(self.num_classes, dtype=jnp.float32, name="head")(x)
 
 
-@register("resnet")
+@MODELS.register("resnet")
 class ResNet(_ResNet):
     """ImageNet ResNet-18/34 (basic blocks) and 50/101/152 (bottlenecks), v1.5.
 
@@ -196,6 +206,12 @@ class ResNet(_ResNet):
 
     depth: int = 50
     stem: str = "imagenet"
+
+    checks: ClassVar[dict[str, Check]] = {
+        **_ResNet.checks,
+        "depth": one_of(*IMAGENET_STAGE_SIZES),
+        "stem": one_of(*STEMS),
+    }
 
     def layout(self) -> tuple[type[_Block], Sequence[int], str]:
         if self.depth not in IMAGENET_STAGE_SIZES:
@@ -208,7 +224,7 @@ class ResNet(_ResNet):
         return block, IMAGENET_STAGE_SIZES[self.depth], self.stem
 
 
-@register("cifar_resnet")
+@MODELS.register("cifar_resnet")
 class CifarResNet(_ResNet):
     """CIFAR ResNet of He et al. 2016, section 4.2: 6n+2 layers in 3 stages of n basic blocks.
 
@@ -218,6 +234,14 @@ class CifarResNet(_ResNet):
     depth: int = 20
     num_classes: int = 10
     width: int = 16
+
+    checks: ClassVar[dict[str, Check]] = {
+        **_ResNet.checks,
+        "depth": Check(
+            "6n+2 with n >= 1 (e.g. 8, 20, 32, 44, 56, 110)",
+            lambda value, config: integer(8).ok(value, config) and (value - 2) % 6 == 0,
+        ),
+    }
 
     def layout(self) -> tuple[type[_Block], Sequence[int], str]:
         n, remainder = divmod(self.depth - 2, 6)

@@ -5,12 +5,14 @@ last real token whatever padding follows it.
 """
 
 import functools
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.models import choose, embeddings, register
+from research.checks import FRACTION, Check, integer, one_of
+from research.models import DTYPE, MODELS, SAMPLERS, choose, embeddings
 from research.models.pooling import pool
 
 # An RNN carry is h [batch, hidden]; an LSTM carry is the pair (c, h), both [batch, hidden].
@@ -88,6 +90,15 @@ class LSTMCell(nn.Module):
 
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell}
+# The allowed values of the fields both recurrent models have.
+RECURRENT_CHECKS: dict[str, Check] = {
+    "embed_dim": integer(1),
+    "hidden_size": integer(1),
+    "num_layers": integer(1),
+    "cell": one_of(*CELLS),
+    "dropout_rate": FRACTION,
+    "dtype": DTYPE,
+}
 
 
 def _cell_class(cell: str) -> type[RNNCell] | type[LSTMCell]:
@@ -152,7 +163,7 @@ class Bidirectional(nn.Module):
         return jnp.concatenate([h_fwd, h_bwd], -1), jnp.concatenate([out_fwd, out_bwd], -1)
 
 
-@register("rnn_lm")
+@MODELS.register("rnn_lm")
 class RNNLanguageModel(nn.Module):
     """Embedding -> stacked RNN/LSTM -> y_t = W_hy h_t: next-token logits [batch, time, vocab].
 
@@ -166,6 +177,8 @@ class RNNLanguageModel(nn.Module):
     cell: str = "lstm"
     dropout_rate: float = 0.0
     dtype: jnp.dtype = jnp.float32
+
+    checks: ClassVar[dict[str, Check]] = RECURRENT_CHECKS
 
     def setup(self):
         self.embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype)
@@ -202,7 +215,7 @@ class RNNLanguageModel(nn.Module):
         return tuple(new_carry), self.W_hy(x).astype(jnp.float32)
 
 
-@register("rnn_classifier")
+@MODELS.register("rnn_classifier")
 class RNNClassifier(nn.Module):
     """Stacked (optionally bidirectional) RNN/LSTM whose summary of the sequence is classified.
 
@@ -224,6 +237,12 @@ class RNNClassifier(nn.Module):
     pooling: str = "final"
     num_classes: int = 10
     dtype: jnp.dtype = jnp.float32
+
+    checks: ClassVar[dict[str, Check]] = {
+        **RECURRENT_CHECKS,
+        "word_dropout_rate": FRACTION,
+        "pooling": one_of("final", "max", "mean"),
+    }
 
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
@@ -251,6 +270,7 @@ class RNNClassifier(nn.Module):
         return head(dropout(pool(self.pooling, x, mask, final=final))).astype(jnp.float32)
 
 
+@SAMPLERS.register("rnn_lm")
 @functools.partial(jax.jit, static_argnames=("model", "length"))
 def sample(
     model: RNNLanguageModel,

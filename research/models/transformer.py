@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.models import embeddings, register
+from research.checks import FRACTION, Check, integer, one_of
+from research.models import DTYPE, MODELS, SAMPLERS, embeddings
 from research.models.pooling import pool
 
 
@@ -122,6 +123,32 @@ class _EncoderModel(nn.Module):
     dtype: jnp.dtype = jnp.float32
     causal: ClassVar[bool] = False
 
+    checks: ClassVar[dict[str, Check]] = {
+        "max_len": Check(
+            lambda config: (
+                f"an integer >= data.seq_len ({config.data.seq_len})"
+                if config.data.get("seq_len")
+                else "an integer >= 1"
+            ),
+            lambda value, config: (
+                integer(1).ok(value, config) and value >= (config.data.get("seq_len") or 1)
+            ),
+        ),
+        "num_layers": integer(1),
+        "num_heads": Check(
+            lambda config: (
+                f"an integer >= 1 that divides model.embed_dim ({config.model.embed_dim})"
+            ),
+            lambda value, config: (
+                integer(1).ok(value, config) and config.model.embed_dim % value == 0
+            ),
+        ),
+        "embed_dim": integer(1),
+        "mlp_dim": integer(1),
+        "dropout_rate": FRACTION,
+        "dtype": DTYPE,
+    }
+
     def setup(self):
         self.encoder = Encoder(
             self.vocab_size,
@@ -136,7 +163,7 @@ class _EncoderModel(nn.Module):
         )
 
 
-@register("bert_mlm")
+@MODELS.register("bert_mlm")
 class BertMLM(_EncoderModel):
     """Masked-LM head: dense + GELU + LayerNorm transform, then a projection to the vocabulary."""
 
@@ -160,7 +187,7 @@ class BertMLM(_EncoderModel):
         return self.output(h).astype(jnp.float32)
 
 
-@register("transformer_classifier")
+@MODELS.register("transformer_classifier")
 class TransformerClassifier(_EncoderModel):
     """Sequence summary -> tanh dense pooler -> class logits.
 
@@ -171,6 +198,11 @@ class TransformerClassifier(_EncoderModel):
 
     num_classes: int = 2
     pooling: str = "cls"
+
+    checks: ClassVar[dict[str, Check]] = {
+        **_EncoderModel.checks,
+        "pooling": one_of("cls", "mean", "max"),
+    }
 
     def setup(self):
         super().setup()
@@ -186,7 +218,7 @@ class TransformerClassifier(_EncoderModel):
         return self.head(self.dropout(pooled, deterministic=not train)).astype(jnp.float32)
 
 
-@register("transformer_lm")
+@MODELS.register("transformer_lm")
 class TransformerLM(_EncoderModel):
     """Causal encoder -> next-token logits [batch, time, vocab]."""
 
@@ -201,6 +233,7 @@ class TransformerLM(_EncoderModel):
         return self.output(self.encoder(inputs, train)).astype(jnp.float32)
 
 
+@SAMPLERS.register("transformer_lm")
 @functools.partial(jax.jit, static_argnames=("model", "length"))
 def sample(
     model: TransformerLM,

@@ -10,21 +10,27 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from research.errors import UserError
+from research.registry import Registry
 
 Batch = dict[str, jnp.ndarray]
+Aux = dict[str, jnp.ndarray]  # what model_inputs drew that the loss must see; often empty
 
 
 class Task(Protocol):
     target: str  # the validation metric that picks the best checkpoint
     mode: str  # "max" or "min"
 
-    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> Any:
-        """Device-side preprocessing (normalisation, augmentation keyed by the step); the
-        model's first argument: an array, or a pytree of them (the masked-LM's pair)."""
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> tuple[Any, Aux]:
+        """Device-side preprocessing (normalisation, augmentation, masking), drawn only from
+        `key`: the model's first argument (an array, or a pytree of them such as the
+        masked-LM's pair) and `aux`, the draws the loss scores against (the masked-LM's
+        masking), so nothing is drawn twice or guessed from the batch."""
 
-    def loss_and_metrics(self, logits: jnp.ndarray, batch: Batch) -> tuple[jnp.ndarray, Batch]:
-        """Mean loss for the gradient, and metric *sums* with their `count` for averaging."""
+    def loss_and_metrics(
+        self, logits: jnp.ndarray, batch: Batch, aux: Aux
+    ) -> tuple[jnp.ndarray, Batch]:
+        """Mean loss for the gradient, and metric *sums* with their `count` for averaging;
+        `aux` is what model_inputs returned for this batch."""
 
 
 def weights(batch: Batch, labels: jnp.ndarray) -> jnp.ndarray:
@@ -32,18 +38,11 @@ def weights(batch: Batch, labels: jnp.ndarray) -> jnp.ndarray:
     return batch.get("mask", jnp.ones(labels.shape[0], jnp.float32))
 
 
-TASK_MODULES = ("classification", "language")
+# Task classes, each with `from_config(task_config, data_info) -> Task`, registered by the
+# modules of this package: adding a task is one file.
+TASKS: Registry[Any] = Registry("task", "task.name", package=__name__)
 
 
 def build_task(config: ml_collections.ConfigDict, info: dict[str, Any]) -> Task:
-    """Builds `config.name` from the first task module whose `TASKS` has it."""
-    import importlib
-
-    builders = {}
-    for module in TASK_MODULES:
-        builders.update(importlib.import_module(f"research.tasks.{module}").TASKS)
-    if config.name not in builders:
-        raise UserError(
-            f"Unknown task {config.name!r} in task.name; known tasks: {', '.join(builders)}."
-        )
-    return builders[config.name](config, info)
+    """Builds the task registered as `config.name` from its config and the data's `info`."""
+    return TASKS.lookup(config.name).from_config(config, info)

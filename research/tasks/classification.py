@@ -4,6 +4,7 @@ Pure functions of arrays only; the training loop owns every side effect.
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -11,11 +12,17 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from research.checks import one_of
 from research.errors import UserError
-from research.tasks import Batch, weights
+from research.registry import Registry
+from research.tasks import TASKS, Aux, Batch, weights
 
 LOSSES = ("cross_entropy", "squared")
-AUGMENTATIONS = ("none", "crop", "crop_flip", "resized_crop_flip")
+TASKS.declare({}, {"loss": one_of(*LOSSES)})  # read by the classification tasks
+# Training-time augmentations by `task.augment`: (images, key, crop_padding) -> images.
+AUGMENTATIONS: Registry[Callable[[jnp.ndarray, jax.Array, int], jnp.ndarray]] = Registry(
+    "augmentation", "task.augment"
+)
 
 
 def random_crop(images: jnp.ndarray, key: jax.Array, padding: int) -> jnp.ndarray:
@@ -70,6 +77,31 @@ def random_flip(images: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
     return jnp.where(flip, images[:, :, ::-1], images)
 
 
+@AUGMENTATIONS.register("none")
+def _none(images: jnp.ndarray, key: jax.Array, padding: int) -> jnp.ndarray:
+    del key, padding
+    return images
+
+
+@AUGMENTATIONS.register("crop", reads=("crop_padding",))
+def _crop(images: jnp.ndarray, key: jax.Array, padding: int) -> jnp.ndarray:
+    return random_crop(images, jax.random.split(key)[0], padding)
+
+
+@AUGMENTATIONS.register("crop_flip", reads=("crop_padding",))
+def _crop_flip(images: jnp.ndarray, key: jax.Array, padding: int) -> jnp.ndarray:
+    crop_key, flip_key = jax.random.split(key)
+    return random_flip(random_crop(images, crop_key, padding), flip_key)
+
+
+@AUGMENTATIONS.register("resized_crop_flip")
+def _resized_crop_flip(images: jnp.ndarray, key: jax.Array, padding: int) -> jnp.ndarray:
+    del padding  # the crop's size is random, not a padding
+    crop_key, flip_key = jax.random.split(key)
+    return random_flip(random_resized_crop(images, crop_key), flip_key)
+
+
+@TASKS.register("classification", reads=("loss", "label_smoothing", "augment", "crop_padding"))
 @dataclasses.dataclass(frozen=True)
 class ImageClassification:
     """Labels [batch] int32 against logits [batch, classes]; metric sums weighted by the mask.
@@ -92,10 +124,7 @@ class ImageClassification:
     def from_config(cls, config: ml_collections.ConfigDict, info: dict[str, Any]):
         if config.loss not in LOSSES:
             raise UserError(f"task.loss={config.loss!r} is unknown; use one of {LOSSES}.")
-        if config.augment not in AUGMENTATIONS:
-            raise UserError(
-                f"task.augment={config.augment!r} is unknown; use one of {AUGMENTATIONS}."
-            )
+        AUGMENTATIONS.lookup(config.augment)  # refused here, not at the first training step
         return cls(
             mean=tuple(info["mean"]),
             std=tuple(info["std"]),
@@ -106,24 +135,21 @@ class ImageClassification:
             crop_padding=config.crop_padding,
         )
 
-    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> jnp.ndarray:
-        """images: [batch, height, width, channels] uint8 -> normalised float32.
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> tuple[jnp.ndarray, Aux]:
+        """images: [batch, height, width, channels] uint8 -> normalised float32, and no aux.
 
         Training batches are augmented here, on the device, with keys derived from the step.
         """
         images = batch["image"]
-        if train and self.augment != "none":
-            crop_key, flip_key = jax.random.split(key)
-            if self.augment == "resized_crop_flip":
-                images = random_resized_crop(images, crop_key)
-            else:
-                images = random_crop(images, crop_key, self.crop_padding)
-            if self.augment.endswith("flip"):
-                images = random_flip(images, flip_key)
+        if train:
+            images = AUGMENTATIONS.lookup(self.augment)(images, key, self.crop_padding)
         images = images.astype(jnp.float32)
-        return (images - jnp.asarray(self.mean)) / jnp.asarray(self.std)
+        return (images - jnp.asarray(self.mean)) / jnp.asarray(self.std), {}
 
-    def loss_and_metrics(self, logits: jnp.ndarray, batch: Batch) -> tuple[jnp.ndarray, Batch]:
+    def loss_and_metrics(
+        self, logits: jnp.ndarray, batch: Batch, aux: Aux
+    ) -> tuple[jnp.ndarray, Batch]:
+        del aux
         labels = batch["label"]
         targets = jax.nn.one_hot(labels, self.num_classes)
         if self.loss == "squared":
@@ -136,6 +162,3 @@ class ImageClassification:
         count = jnp.sum(w)
         loss = jnp.sum(per_example * w) / jnp.maximum(count, 1.0)
         return loss, {"loss": loss * count, "accuracy": jnp.sum(correct * w), "count": count}
-
-
-TASKS = {"classification": ImageClassification.from_config}

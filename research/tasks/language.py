@@ -13,7 +13,7 @@ import ml_collections
 import optax
 
 from research.errors import UserError
-from research.tasks import Batch, weights
+from research.tasks import TASKS, Aux, Batch, weights
 from research.tasks.classification import LOSSES, ImageClassification
 
 MASK_RATE, MASK_TOKEN_SHARE, RANDOM_TOKEN_SHARE = 0.15, 0.8, 0.1
@@ -39,6 +39,7 @@ def token_metrics(
     }
 
 
+@TASKS.register("char_lm")
 @dataclasses.dataclass(frozen=True)
 class CharLM:
     """Next-token prediction on tokens [batch, seq_len + 1]: inputs [:, :-1], targets [:, 1:].
@@ -54,11 +55,14 @@ class CharLM:
         del config, info
         return cls()
 
-    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> jnp.ndarray:
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> tuple[jnp.ndarray, Aux]:
         del key, train
-        return batch["tokens"][:, :-1]
+        return batch["tokens"][:, :-1], {}
 
-    def loss_and_metrics(self, logits: jnp.ndarray, batch: Batch) -> tuple[jnp.ndarray, Batch]:
+    def loss_and_metrics(
+        self, logits: jnp.ndarray, batch: Batch, aux: Aux
+    ) -> tuple[jnp.ndarray, Batch]:
+        del aux
         targets = batch["tokens"][:, 1:]
         loss, sums = token_metrics(logits, targets, token_weights(batch, targets))
         return loss, {**sums, "bits_per_char": sums["loss"] / math.log(2)}
@@ -71,13 +75,15 @@ def mask_tokens(
     mask_id: int,
     vocab_size: int,
     max_per_row: int | None = None,
+    mask_share: float = MASK_TOKEN_SHARE,
+    random_share: float = RANDOM_TOKEN_SHARE,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """BERT's corruption of tokens [batch, time] -> (inputs, selected [batch, time] bool).
 
     Each non-special token (pad and the other specials are never chosen) is selected with
-    probability 15%; a selected token becomes [MASK] (80%), a random non-special token (10%),
-    or stays itself (10%). With `max_per_row`, a row's selections past the first that many
-    are dropped (left unselected and unchanged).
+    probability 15%; a selected token becomes [MASK] (`mask_share`, 80%), a random non-special
+    token (`random_share`, 10%), or stays itself (the rest). With `max_per_row`, a row's
+    selections past the first that many are dropped (left unselected and unchanged).
     """
     select_key, action_key, random_key = jax.random.split(key, 3)
     selected = (tokens >= num_special) & (jax.random.uniform(select_key, tokens.shape) < MASK_RATE)
@@ -85,10 +91,8 @@ def mask_tokens(
         selected &= jnp.cumsum(selected, axis=1) <= max_per_row
     action = jax.random.uniform(action_key, tokens.shape)
     random_tokens = jax.random.randint(random_key, tokens.shape, num_special, vocab_size)
-    kept_or_random = jnp.where(
-        action < MASK_TOKEN_SHARE + RANDOM_TOKEN_SHARE, random_tokens, tokens
-    )
-    replaced = jnp.where(action < MASK_TOKEN_SHARE, mask_id, kept_or_random)
+    kept_or_random = jnp.where(action < mask_share + random_share, random_tokens, tokens)
+    replaced = jnp.where(action < mask_share, mask_id, kept_or_random)
     return jnp.where(selected, replaced, tokens).astype(tokens.dtype), selected
 
 
@@ -102,13 +106,7 @@ def prediction_slots(time: int) -> int:
     return min(time, math.ceil(time * MASK_RATE + spread))
 
 
-def batch_key(tokens: jnp.ndarray) -> jax.Array:
-    """A key that is a fingerprint of the batch's tokens (a position-weighted sum mod 2^32)."""
-    positions = jnp.arange(tokens.size, dtype=jnp.uint32).reshape(tokens.shape)
-    digest = jnp.sum(tokens.astype(jnp.uint32) * (positions * jnp.uint32(2654435761) + 1))
-    return jax.random.fold_in(jax.random.key(0), digest)
-
-
+@TASKS.register("masked_lm")
 @dataclasses.dataclass(frozen=True)
 class MaskedLM:
     """BERT's masked-LM on `tokens` [batch, time]; loss and accuracy over the selected tokens.
@@ -116,15 +114,17 @@ class MaskedLM:
     The model reads the corrupted tokens and predicts only at `prediction_slots(time)` positions
     per row, the selected ones first (unfilled slots weigh 0): its inputs are the pair
     (tokens, positions [batch, slots]) and its logits are [batch, slots, vocab].
-    The loss sees only (logits, batch), never the step key, so the masking key is a fingerprint
-    of the batch (`batch_key`) and model_inputs and the loss both recompute the same masking
-    from it. Each epoch groups the rows differently, so the masks still change every epoch
-    (dynamic masking, as in RoBERTa), and the validation masks stay fixed across epochs.
+    model_inputs masks once, with the key it is given: the step's augment key in training, so
+    every step draws new masks (dynamic masking, as in RoBERTa), and the eval step's fixed key,
+    so validation scores the same masks every epoch. The masking reaches the loss through aux.
+    `mask_share` and `random_share` split the selected tokens as in `mask_tokens`.
     """
 
     num_special: int
     mask_id: int
     vocab_size: int
+    mask_share: float = MASK_TOKEN_SHARE
+    random_share: float = RANDOM_TOKEN_SHARE
     target: str = "loss"
     mode: str = "min"
 
@@ -133,31 +133,37 @@ class MaskedLM:
         del config
         return cls(info["num_special"], info["mask_id"], info["vocab_size"])
 
-    def masking(self, batch: Batch) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-        """(corrupted tokens, selected [batch, time] bool, positions [batch, slots] int32)."""
+    def model_inputs(
+        self, batch: Batch, key: jax.Array, train: bool
+    ) -> tuple[tuple[jnp.ndarray, jnp.ndarray], Aux]:
+        """((corrupted tokens, positions), aux {selected [batch, time] bool, positions
+        [batch, slots] int32}); training and evaluation mask alike, only their keys differ."""
+        del train
         tokens = batch["tokens"]
         slots = prediction_slots(tokens.shape[1])
         inputs, selected = mask_tokens(
-            tokens, batch_key(tokens), self.num_special, self.mask_id, self.vocab_size, slots
+            tokens,
+            key,
+            self.num_special,
+            self.mask_id,
+            self.vocab_size,
+            slots,
+            self.mask_share,
+            self.random_share,
         )
         positions = jnp.argsort(~selected, axis=1, stable=True)[:, :slots].astype(jnp.int32)
-        return inputs, selected, positions
+        return (inputs, positions), {"selected": selected, "positions": positions}
 
-    def model_inputs(
-        self, batch: Batch, key: jax.Array, train: bool
-    ) -> tuple[jnp.ndarray, jnp.ndarray]:
-        del key, train  # see the class docstring
-        inputs, _, positions = self.masking(batch)
-        return inputs, positions
-
-    def loss_and_metrics(self, logits: jnp.ndarray, batch: Batch) -> tuple[jnp.ndarray, Batch]:
+    def loss_and_metrics(
+        self, logits: jnp.ndarray, batch: Batch, aux: Aux
+    ) -> tuple[jnp.ndarray, Batch]:
         tokens = batch["tokens"]
-        _, selected, positions = self.masking(batch)
-        at_slots = lambda x: jnp.take_along_axis(x, positions, axis=1)
-        w = at_slots(token_weights(batch, tokens) * selected)
+        at_slots = lambda x: jnp.take_along_axis(x, aux["positions"], axis=1)
+        w = at_slots(token_weights(batch, tokens) * aux["selected"])
         return token_metrics(logits, at_slots(tokens), w)
 
 
+@TASKS.register("text_classification", reads=("loss", "label_smoothing"))
 @dataclasses.dataclass(frozen=True)
 class TextClassification:
     """Labels [batch] against logits [batch, classes] from `tokens` [batch, seq_len] inputs."""
@@ -177,13 +183,6 @@ class TextClassification:
             raise UserError(f"task.loss={config.loss!r} is unknown; use one of {LOSSES}.")
         return cls(info["num_classes"], config.loss, config.label_smoothing)
 
-    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> jnp.ndarray:
+    def model_inputs(self, batch: Batch, key: jax.Array, train: bool) -> tuple[jnp.ndarray, Aux]:
         del key, train
-        return batch["tokens"]
-
-
-TASKS = {
-    "char_lm": CharLM.from_config,
-    "masked_lm": MaskedLM.from_config,
-    "text_classification": TextClassification.from_config,
-}
+        return batch["tokens"], {}

@@ -4,6 +4,7 @@ The learning rate is injected as a hyperparameter (`optax.inject_hyperparams`) s
 the optimizer state: visible in logs, and stackable across sweep points.
 """
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -11,10 +12,29 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from research.errors import UserError
+from research.registry import Registry
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine")
+# What follows the warmup, by `optimizer.schedule`: (config, peak, steps_per_epoch, warmup,
+# total steps) -> optax schedule.
+SCHEDULES: Registry[Callable[..., optax.Schedule]] = Registry("schedule", "optimizer.schedule")
+
+
+@SCHEDULES.register("constant")
+def _constant(config, peak, steps_per_epoch, warmup, total) -> optax.Schedule:
+    return optax.constant_schedule(peak)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(config, peak, steps_per_epoch, warmup, total) -> optax.Schedule:
+    return optax.cosine_decay_schedule(peak, max(total - warmup, 1))
+
+
+@SCHEDULES.register("step", reads=("decay_epochs", "decay_factor"))
+def _step(config, peak, steps_per_epoch, warmup, total) -> optax.Schedule:
+    boundaries = {
+        int(epoch * steps_per_epoch) - warmup: config.decay_factor for epoch in config.decay_epochs
+    }
+    return optax.piecewise_constant_schedule(peak, boundaries)
 
 
 def schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int, peak=None):
@@ -25,20 +45,7 @@ def schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs
     peak = config.learning_rate if peak is None else peak
     warmup = int(config.warmup_epochs * steps_per_epoch)
     total = num_epochs * steps_per_epoch
-    if config.schedule == "constant":
-        after = optax.constant_schedule(peak)
-    elif config.schedule == "cosine":
-        after = optax.cosine_decay_schedule(peak, max(total - warmup, 1))
-    elif config.schedule == "step":
-        boundaries = {
-            int(epoch * steps_per_epoch) - warmup: config.decay_factor
-            for epoch in config.decay_epochs
-        }
-        after = optax.piecewise_constant_schedule(peak, boundaries)
-    else:
-        raise UserError(
-            f"optimizer.schedule={config.schedule!r} is unknown; use one of {SCHEDULES}."
-        )
+    after = SCHEDULES.lookup(config.schedule)(config, peak, steps_per_epoch, warmup, total)
     if warmup == 0:
         return after
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
@@ -85,6 +92,38 @@ def evaluation_params(params: Any, opt_state: Any) -> Any:
     return params if averaged is None else averaged.average
 
 
+# The optimizer proper, by `optimizer.name`: (learning_rate, weight_decay, momentum) -> optax
+# transformation; make_optimizer adds coupled L2, clipping and averaging around it.
+OPTIMIZERS: Registry[Callable[..., optax.GradientTransformation]] = Registry(
+    "optimizer", "optimizer.name"
+)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(learning_rate, weight_decay, momentum) -> optax.GradientTransformation:
+    return optax.sgd(learning_rate)
+
+
+@OPTIMIZERS.register("momentum", reads=("momentum",))
+def _momentum(learning_rate, weight_decay, momentum) -> optax.GradientTransformation:
+    return optax.sgd(learning_rate, momentum)
+
+
+@OPTIMIZERS.register("nesterov", reads=("momentum",))
+def _nesterov(learning_rate, weight_decay, momentum) -> optax.GradientTransformation:
+    return optax.sgd(learning_rate, momentum, nesterov=True)
+
+
+@OPTIMIZERS.register("adam")
+def _adam(learning_rate, weight_decay, momentum) -> optax.GradientTransformation:
+    return optax.adam(learning_rate)
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(learning_rate, weight_decay, momentum) -> optax.GradientTransformation:
+    return optax.adamw(learning_rate, weight_decay=weight_decay, mask=_decay_mask)
+
+
 def make_optimizer(
     config: ml_collections.ConfigDict,
     steps_per_epoch: int,
@@ -94,23 +133,16 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """The config's optimizer; `peak_learning_rate` and `momentum` replace the config's values
     (the vmap executor passes one sweep point's values as traced arrays)."""
-    if config.name not in OPTIMIZERS:
-        raise UserError(
-            f"optimizer.name={config.name!r} is unknown; use one of {', '.join(OPTIMIZERS)}."
-        )
+    optimizer = OPTIMIZERS.lookup(config.name)
     lr = schedule(config, steps_per_epoch, num_epochs, peak_learning_rate)
     momentum = config.momentum if momentum is None else momentum
 
     def build(learning_rate, weight_decay):
-        if config.name == "adam":
-            core = optax.adam(learning_rate)
-        elif config.name == "adamw":
-            core = optax.adamw(learning_rate, weight_decay=weight_decay, mask=_decay_mask)
-        else:
-            decay = None if config.name == "sgd" else momentum
-            core = optax.sgd(learning_rate, decay, nesterov=config.name == "nesterov")
-        if config.name != "adamw" and config.weight_decay:
-            # Coupled L2 (added to the gradient before momentum), the classic SGD recipe.
+        core = optimizer(learning_rate, weight_decay, momentum)
+        if config.name != "adamw":
+            # Coupled L2 (added to the gradient before momentum), the classic SGD recipe. Always
+            # in the chain (a decay of 0 adds nothing), so the optimizer state has one structure
+            # whatever the decay and points of a sweep with different decays stack.
             core = optax.chain(optax.add_decayed_weights(weight_decay, _decay_mask), core)
         if config.grad_clip_norm:
             core = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), core)

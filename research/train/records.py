@@ -1,7 +1,7 @@
 """The run record every tool reads: config.json, metrics.jsonl, summary.json, curves, TensorBoard.
 
-Only the loop's process 0 writes it. metrics.jsonl is cut back to the checkpoint on resume, so
-a resumed run's record equals an uninterrupted one.
+Only the loop's process 0 writes it, one record per point of a group. metrics.jsonl is cut back
+to the checkpoint on resume, so a resumed run's record equals an uninterrupted one.
 """
 
 import json
@@ -9,6 +9,10 @@ import pathlib
 import platform
 import subprocess
 from typing import Any
+
+import ml_collections
+
+from research.errors import UserError
 
 TIMING_FIELDS = ("examples_per_sec", "wall_time")
 
@@ -22,7 +26,9 @@ class MetricsLog:
         kept = [
             r for r in read_metrics(self.path) if r["step"] <= resume_step and r["split"] != "test"
         ]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp = self.path.with_suffix(".tmp")  # a kill mid-write must not lose the history
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(self.path)
         from tensorboardX import SummaryWriter
 
         self.tensorboard = SummaryWriter(str(workdir / "tensorboard"), purge_step=resume_step + 1)
@@ -40,15 +46,23 @@ class MetricsLog:
 
 
 def read_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
-    """Records of metrics.jsonl; a half-written last line (killed mid-write) is dropped."""
+    """Records of metrics.jsonl; a half-written last line (killed mid-write) is dropped, a
+    damaged line before others is a UserError naming it."""
     if not path.exists():
         return []
+    lines = path.read_text().splitlines()
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, start=1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            break
+            if number == len(lines):
+                break
+            raise UserError(
+                f"Line {number} of {str(path)!r} is damaged ({line[:60]!r}), and the "
+                f"{len(lines) - number} lines after it would be lost on resume. Repair or "
+                "delete that line, or pass --overwrite to start the run over."
+            ) from None
     return records
 
 
@@ -99,3 +113,58 @@ def write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
+
+
+def write_epoch(
+    log: MetricsLog,
+    step: int,
+    epoch: int,
+    train: dict[str, float],
+    val: dict[str, float],
+    learning_rate: float,
+    examples_per_sec: float,
+    wall_time: float,
+) -> None:
+    """The epoch's train and val rows of metrics.jsonl (0-based step and epoch)."""
+    common = {"step": step + 1, "epoch": epoch + 1}
+    log.write(
+        {
+            **common,
+            "split": "train",
+            **train,
+            "learning_rate": learning_rate,
+            "examples_per_sec": examples_per_sec,
+            "wall_time": wall_time,
+        }
+    )
+    log.write({**common, "split": "val", **val, "wall_time": wall_time})
+
+
+def summarize(config: ml_collections.ConfigDict, **fields: Any) -> dict[str, Any]:
+    """summary.json's dict: the run's `fields` (status, best, test, steps, timing, where it
+    ran) with what every summary has from the config and the environment."""
+    return {
+        "experiment": config.name,
+        "seed": config.seed,
+        "batch_size": config.data.batch_size,
+        **fields,
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def write_final_record(workdir: pathlib.Path, log: MetricsLog, summary: dict[str, Any]) -> None:
+    """The test row of metrics.jsonl, summary.json and learning_curves.png."""
+    best = summary["best"]
+    log.write(
+        {
+            "step": best["step"],
+            "epoch": best["epoch"],
+            "split": "test",
+            **summary["test"],
+            "wall_time": summary["wall_time_s"],
+        }
+    )
+    log.close()
+    write_json(workdir / "summary.json", summary)
+    plot_learning_curves(workdir, summary["target"]["metric"], best["epoch"])

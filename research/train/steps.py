@@ -59,7 +59,7 @@ def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float 
     def train_step(state: TrainState, batch: Batch):
         step_key = jax.random.fold_in(root_key, state.step)
         augment_key, dropout_key = jax.random.split(step_key)
-        inputs = task.model_inputs(batch, augment_key, train=True)
+        inputs, aux = task.model_inputs(batch, augment_key, train=True)
 
         def loss_fn(params, perturbations):
             variables = {"params": params, "batch_stats": state.batch_stats, **perturbations}
@@ -70,7 +70,7 @@ def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float 
                 rngs={"dropout": dropout_key},
                 mutable=["batch_stats"],
             )
-            loss, metrics = task.loss_and_metrics(logits, batch)
+            loss, metrics = task.loss_and_metrics(logits, batch, aux)
             return loss, (metrics, updates.get("batch_stats", {}))
 
         grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
@@ -108,13 +108,17 @@ def perturbation_shapes(state: TrainState, inputs: Any) -> dict:
 
 
 def make_eval_step(task: Task):
-    """Returns `eval_step(state, batch) -> metric sums` over the (masked) batch."""
+    """Returns `eval_step(state, batch) -> metric sums` over the (masked) batch.
+
+    Its key is fixed, so whatever a task draws for evaluation (the masked-LM's masks) is the
+    same every epoch and validation curves are comparable.
+    """
 
     def eval_step(state: TrainState, batch: Batch):
-        inputs = task.model_inputs(batch, jax.random.key(0), train=False)
+        inputs, aux = task.model_inputs(batch, jax.random.key(0), train=False)
         params = evaluation_params(state.params, state.opt_state)
         variables = {"params": params, "batch_stats": state.batch_stats}
         logits = state.apply_fn(variables, inputs, train=False)
-        return task.loss_and_metrics(logits, batch)[1]
+        return task.loss_and_metrics(logits, batch, aux)[1]
 
     return eval_step
