@@ -14,7 +14,7 @@ from conftest import ROOT, metrics_without_timing, run_module
 pytestmark = pytest.mark.slow
 
 OVERRIDES = (
-    "--config.train.num_epochs=4",
+    "--config.train.num_epochs=2",
     "--config.data.batch_size=32",
     "--config.model.hidden_sizes=(32,)",
     "--config.train.checkpoint_every_steps=1",
@@ -123,7 +123,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted_bit_for_bit(
 ):
     reference = uninterrupted(executor)
     process = start(executor, tmp_path, sweep_file)
-    wait_for_checkpoint(tmp_path, 50, process)  # Mid epoch 2 of 4 (35 steps per epoch).
+    wait_for_checkpoint(tmp_path, 45, process)  # Mid epoch 2 of 2 (35 steps per epoch).
     process.send_signal(signal.SIGKILL)  # Saves run every step, so this often lands mid-save.
     process.wait(timeout=30)
     # A save cut short leaves a temporary directory; it must never be restored.
