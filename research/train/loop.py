@@ -25,6 +25,7 @@ from research.train.population import (
     Population,
     averages,
     build_population,
+    means,
     per_point,
     point_sums,
     static_key,
@@ -117,6 +118,10 @@ class _Run:
                     records.write_json(workdir / "vocab.json", info["vocabulary"])
         return state
 
+    def active_mask(self) -> jax.Array:
+        """[points] bool: which points the train step moves (the others stay frozen)."""
+        return jnp.asarray([point.active for point in self.counters.points])
+
     def training(self) -> list[int]:
         """The points still training."""
         return [i for i, point in enumerate(self.counters.points) if point.active]
@@ -130,7 +135,7 @@ class _Run:
         every = self.config.train.checkpoint_every_steps
         if counters.step >= total_steps or not self.training():
             return state  # a finished run rerun: only the test evaluation is left
-        active = jnp.asarray([point.active for point in counters.points])
+        active = self.active_mask()
         with chrono.measure("compile"):
             batch = population.batch_at(*divmod(counters.step, steps_per_epoch))
             train_step = population.train_step.lower(state, active, batch).compile()
@@ -154,12 +159,13 @@ class _Run:
             saved = False
             if index == steps_per_epoch - 1:
                 saved = self.end_epoch(state, sums, epoch, progress)
-                sums = None
+                sums, active = None, self.active_mask()  # points stop only where they save
             elif (every and (step + 1) % every == 0) or preempted:
-                for point, epoch_sums in zip(counters.points, point_sums(sums), strict=True):
-                    point.epoch_sums = epoch_sums
-                saved = self.save_unless_diverged(state, averages(sums), epoch)
-            active = jnp.asarray([point.active for point in counters.points])
+                epoch_sums = point_sums(sums)
+                for point, point_epoch_sums in zip(counters.points, epoch_sums, strict=True):
+                    point.epoch_sums = point_epoch_sums
+                saved = self.save_unless_diverged(state, means(epoch_sums), epoch)
+                active = self.active_mask()
             if preempted:
                 self.checkpointer.wait()
                 progress.close()

@@ -58,12 +58,14 @@ def point_sums(sums: dict[str, Any]) -> list[dict[str, float]]:
     return [{k: float(v[i]) for k, v in sums.items()} for i in range(len(sums["count"]))]
 
 
+def means(sums: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Each point's metric sums (of `point_sums`) divided by their `count`."""
+    return [{k: v / point["count"] for k, v in point.items() if k != "count"} for point in sums]
+
+
 def averages(sums: dict[str, Any]) -> list[dict[str, float]]:
     """Per point, the metric sums [points] divided by their `count`."""
-    return [
-        {k: v / point["count"] for k, v in point.items() if k != "count"}
-        for point in point_sums(sums)
-    ]
+    return means(point_sums(sums))
 
 
 def per_point(leaf: Any) -> np.ndarray:

@@ -46,12 +46,16 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, over
     """Refuses, writing nothing, a workdir that cannot be written or holds another config."""
     existing = next(p for p in (workdir, *workdir.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(
-            f"The workdir {str(workdir)!r} cannot be written ({str(existing)!r} is not a "
-            "writable directory). Pass --workdir=DIR with a directory you can write to."
-        )
+        raise _unwritable(workdir, f"{str(existing)!r} is not a writable directory")
     if not overwrite:
         _refuse_another_config(config, workdir)
+
+
+def _unwritable(workdir: pathlib.Path, cause: str) -> UserError:
+    return UserError(
+        f"The workdir {str(workdir)!r} cannot be written ({cause}). "
+        "Pass --workdir=DIR with a directory you can write to."
+    )
 
 
 def _refuse_another_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
@@ -78,10 +82,7 @@ def claim_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, over
                 workdir.mkdir(parents=True, exist_ok=True)
                 held.enter_context(_lock(workdir))  # closing the file releases the flock
             except OSError as error:
-                raise UserError(
-                    f"The workdir {str(workdir)!r} cannot be written ({error.strerror}). "
-                    "Pass --workdir=DIR with a directory you can write to."
-                ) from None
+                raise _unwritable(workdir, error.strerror) from None
             if overwrite:
                 for name in RECORD_FILES:
                     (workdir / name).unlink(missing_ok=True)
