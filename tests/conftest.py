@@ -5,6 +5,16 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
+
+# Tests and the processes they start compile many of the same programs: one persistent JAX
+# cache (bounded, shared by the xdist workers, kept between runs) compiles each once. Set
+# before JAX is imported; a test that needs its own cache sets jax_compilation_cache_dir.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "research-tests-jax-cache")
+)
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import pytest
 from absl import logging

@@ -121,15 +121,21 @@ def test_when_one_process_dies_the_other_exits_with_an_error_in_bounded_time(tmp
     killed = time.time()
     stderr = processes[0].communicate(timeout=120)[1]
     exited = time.time() - killed
-    aborted = re.search(r"^F\d{4} (\d+):(\d+):([\d.]+) .* Terminating process", stderr, re.M)
-    assert processes[0].returncode == -signal.SIGABRT and aborted, stderr[-3000:]
-    hours, minutes, seconds = aborted.groups()
-    clock = time.localtime(killed)  # the log's timestamps are local time of day
-    of_day = clock.tm_hour * 3600 + clock.tm_min * 60 + clock.tm_sec + killed % 1
-    decided = (int(hours) * 3600 + int(minutes) * 60 + float(seconds) - of_day) % 86400
-    print(f"survivor decided to abort after {decided:.1f} s, exited after {exited:.1f} s")
-    # It aborts 6-10 s after its peer's death, as the README says: the heartbeat timeout (10 s)
-    # counts from the dead peer's last heartbeat, some seconds before the kill. A machine
-    # loaded past its cores delays the check (10.7 s seen on 2 cores at load 6), and its stack
-    # dump and exit by seconds more.
-    assert 6 <= decided <= 12 and exited <= decided + 10, (decided, exited)
+    # The survivor aborts (SIGABRT) on the coordination service's heartbeat error, logged as a
+    # fatal line; or, if it was inside a collective with the dead peer, on the collective's own
+    # error, which may abort from C++ without such a line.
+    logged = "\n".join(re.findall(r"^[EF]\d{4} .*$|^terminate called.*$", stderr, re.M))
+    assert processes[0].returncode == -signal.SIGABRT, logged[-3000:] or stderr[-3000:]
+    print(f"survivor exited after {exited:.1f} s:\n{logged[-3000:]}")
+    # At most ~10 s after its peer's death, as the README says: the heartbeat timeout (10 s)
+    # counts from the dead peer's last heartbeat, some seconds before the kill; a failed
+    # collective aborts sooner. A machine loaded past its cores delays the check (10.7 s seen on
+    # 2 cores at load 6), and its stack dump and exit by seconds more.
+    assert exited <= 22, (exited, logged[-3000:])
+    aborted = re.search(r"^F\d{4} (\d+):(\d+):([\d.]+) ", stderr, re.M)
+    if aborted:
+        hours, minutes, seconds = aborted.groups()
+        clock = time.localtime(killed)  # the log's timestamps are local time of day
+        of_day = clock.tm_hour * 3600 + clock.tm_min * 60 + clock.tm_sec + killed % 1
+        decided = (int(hours) * 3600 + int(minutes) * 60 + float(seconds) - of_day) % 86400
+        assert decided <= 12, (decided, logged[-3000:])

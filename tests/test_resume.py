@@ -17,7 +17,7 @@ OVERRIDES = (
     "--config.train.num_epochs=2",
     "--config.data.batch_size=32",
     "--config.model.hidden_sizes=(32,)",
-    "--config.train.checkpoint_every_steps=1",
+    "--config.train.checkpoint_every_steps=3",
 )
 SWEEP = """
 from experiments.digits_mlp import get_config
@@ -124,7 +124,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted_bit_for_bit(
     reference = uninterrupted(executor)
     process = start(executor, tmp_path, sweep_file)
     wait_for_checkpoint(tmp_path, 45, process)  # Mid epoch 2 of 2 (35 steps per epoch).
-    process.send_signal(signal.SIGKILL)  # Saves run every step, so this often lands mid-save.
+    process.send_signal(signal.SIGKILL)  # Saves run every 3 steps, so this often lands mid-save.
     process.wait(timeout=30)
     # A save cut short leaves a temporary directory; it must never be restored.
     (latest_dir(tmp_path) / "999.orbax-checkpoint-tmp-0").mkdir()

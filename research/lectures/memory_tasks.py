@@ -2,6 +2,8 @@
 RNN or an LSTM trained on it through the library's steps (`fit.train`). No I/O.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -12,6 +14,7 @@ from research.models import build_model
 BASELINE_MSE = 1.0 / 6.0  # always answering 1.0: the variance of a sum of two U(0, 1) values
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))  # one program, not one per operation
 def adding_problem(key: jax.Array, batch_size: int, length: int) -> tuple[jax.Array, jax.Array]:
     """inputs [batch, length, 2] (a U(0, 1) value and a 0/1 marker per step) and targets [batch]:
     the sum of the two marked values, one marked in each half of the sequence."""
