@@ -17,7 +17,17 @@ from typing import Any
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from research.checks import FRACTION, PATH, TEXT, Check, integer, number, optional, tuple_of
+from research.checks import (
+    FRACTION,
+    PATH,
+    TEXT,
+    Check,
+    integer,
+    number,
+    one_of,
+    optional,
+    tuple_of,
+)
 from research.errors import UserError
 
 DEFAULT_EXPERIMENT = "experiments/digits_lenet.py"
@@ -72,6 +82,11 @@ def base_config(name: str) -> ml_collections.ConfigDict:
                 "validation_fraction": 0.1,
                 "tfds_data_dir": placeholder(str),
                 "download": False,
+                # Where a TFDS or image-folder split is decoded to: "memory" (once, at start),
+                # "disk" (read by index each step) or "auto" (memory up to 4 GiB decoded).
+                "storage": "auto",
+                # Batches prepared in a background thread while the device computes (0: none).
+                "prefetch": 2,
             },
             "model": {"name": "mlp"},
             "task": {
@@ -129,6 +144,8 @@ FIELDS: dict[str, Check] = {
     "data.validation_fraction": number(0, 1, open_low=True, open_high=True),
     "data.tfds_data_dir": optional(TEXT),
     "data.download": Check("true or false", lambda v, c: isinstance(v, bool)),
+    "data.storage": one_of("auto", "memory", "disk"),
+    "data.prefetch": integer(0),
     "model.name": TEXT,
     "task.name": TEXT,
     "task.label_smoothing": FRACTION,

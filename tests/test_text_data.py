@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from research import data
+from research.config import base_config
 from research.data import SOURCES, embedded, text, vocab
 from research.errors import UserError
 
@@ -16,17 +17,8 @@ SAMPLE = "The quick brown fox jumps over the lazy dog.\nPack my box with five do
 
 def data_config(name: str, **fields) -> ml_collections.ConfigDict:
     """A data config as an experiment builds it: base_config's data fields plus text_fields."""
-    config = ml_collections.ConfigDict(
-        {
-            "name": name,
-            "path": fields.pop("path", None),
-            "batch_size": 8,
-            "eval_batch_size": 8,
-            "validation_fraction": 0.1,
-            "tfds_data_dir": None,
-            "download": False,
-        }
-    )
+    config = base_config(name).data
+    config.update(name=name, path=fields.pop("path", None), batch_size=8, eval_batch_size=8)
     config.update(text.text_fields(seq_len=fields.pop("seq_len", 16)))
     config.update(fields)
     return config

@@ -1,19 +1,31 @@
-"""Local image folders `DIR/<split>/<class>/<image>` read once into uint8 arrays with PIL.
+"""Local image folders `DIR/<split>/<class>/<image>` as uint8 images, decoded with PIL.
 
-PIL rather than TFDS's ImageFolder builder: the whole folder is decoded into memory anyway,
-and PIL skips TensorFlow's seconds of start-up and names the exact file it cannot read.
+Each image is a record read by its index (research.data.Records): decoded once into memory, or
+each time a batch needs it when the folder is larger than memory (data.storage). PIL rather
+than TFDS's ImageFolder builder: it skips TensorFlow's seconds of start-up and names the exact
+file it cannot read.
 """
 
 import contextlib
 import pathlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import ml_collections
 import numpy as np
 from PIL import Image
 
-from research.data import SOURCES, Arrays, Dataset, carve_validation, image_info
+from research.data import (
+    SOURCES,
+    Dataset,
+    Records,
+    Split,
+    carve_validation,
+    decoders,
+    image_info,
+    in_memory,
+    keep_in_memory,
+    size,
+)
 from research.errors import UserError
 
 VALIDATION_NAMES = ("val", "validation")
@@ -48,8 +60,9 @@ def _decode(path: pathlib.Path, mode: str) -> np.ndarray:
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
-def _read_split(directory: pathlib.Path, classes: list[str], mode: str) -> Arrays:
-    """images [n, height, width, channels] uint8 in (class, file name) order; labels [n]."""
+def _read_split(directory: pathlib.Path, classes: list[str], mode: str, shape: tuple) -> Records:
+    """Records of `image` [height, width, channels] uint8 in (class, file name) order and
+    `label`; an image of another shape than `shape` is a UserError when it is read."""
     unknown = sorted({d.name for d in _visible(directory) if d.is_dir()} - set(classes))
     if unknown:
         raise UserError(
@@ -64,27 +77,33 @@ def _read_split(directory: pathlib.Path, classes: list[str], mode: str) -> Array
     ]
     if not files:
         raise UserError(f"{str(directory)!r} holds no images in DIR/<split>/<class>/<image>.")
-    with ThreadPoolExecutor(8) as pool:  # PIL releases the GIL while it decodes
-        images = list(pool.map(lambda item: _decode(item[0], mode), files))
-    shape = images[0].shape
-    for image, (path, _) in zip(images, files, strict=True):
+
+    def example(index: int) -> dict[str, np.ndarray]:
+        path, label = files[index]
+        image = _decode(path, mode)
         if image.shape != shape:
             raise UserError(
-                f"Image {str(path)!r} is {image.shape[1]}x{image.shape[0]} but "
-                f"{str(files[0][0])!r} is {shape[1]}x{shape[0]}; images in a folder dataset "
-                "must share one size. Resize them first."
+                f"Image {str(path)!r} is {image.shape[1]}x{image.shape[0]} but the first "
+                f"training image is {shape[1]}x{shape[0]}; images in a folder dataset must "
+                "share one size. Resize them first."
             )
-    labels = np.asarray([label for _, label in files], np.int32)
-    return {"image": np.stack(images), "label": labels}
+        return {"image": image, "label": np.int32(label)}
+
+    def read(rows: list[int]) -> list[dict[str, np.ndarray]]:
+        return list(decoders().map(example, rows))  # PIL releases the GIL while it decodes
+
+    return Records(read, np.arange(len(files)))
 
 
-def _image_mode(first: pathlib.Path) -> str:
-    """Grayscale ("L") when the first training image is, else RGB for every image."""
-    with _opened(first) as image:
-        return "L" if image.mode in ("1", "L", "I;16") else "RGB"
+def _first_image(path: pathlib.Path) -> tuple[str, tuple]:
+    """The mode every image is read in (grayscale "L" when the first training image is, else
+    RGB) and the shape they must share: the first training image's."""
+    with _opened(path) as image:
+        mode = "L" if image.mode in ("1", "L", "I;16") else "RGB"
+    return mode, _decode(path, mode).shape
 
 
-@SOURCES.register("image_folder", reads=("path", "validation_fraction"))
+@SOURCES.register("image_folder", reads=("path", "validation_fraction", "storage"))
 def load(config: ml_collections.ConfigDict) -> Dataset:
     """Reads `config.path`/{train, val or validation, test}; label ids are sorted class names.
 
@@ -112,22 +131,26 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
             f"The classes {empty} in {str(root / 'train')!r} hold no training images; every "
             "class needs some. Add images or remove those folders."
         )
-    mode = _image_mode(_images(root / "train" / classes[0])[0])
-    splits = {split: _read_split(root / split, classes, mode) for split in ("train", "test")}
+    mode, shape = _first_image(_images(root / "train" / classes[0])[0])
+    splits: dict[str, Split] = {
+        split: _read_split(root / split, classes, mode, shape) for split in ("train", "test")
+    }
     validation = [root / name for name in VALIDATION_NAMES if (root / name).is_dir()]
     if validation:
-        splits["val"] = _read_split(validation[0], classes, mode)
+        splits["val"] = _read_split(validation[0], classes, mode, shape)
     else:
         splits["train"], splits["val"] = carve_validation(
             splits["train"], config.validation_fraction
         )
-        if not len(splits["val"]["label"]):
+        if not size(splits["val"]):
             raise UserError(
                 f"data.validation_fraction={config.validation_fraction} of the "
-                f"{len(splits['train']['label'])} training images in {str(root)!r} rounds to no "
+                f"{size(splits['train'])} training images in {str(root)!r} rounds to no "
                 "validation image. Add a DIR/val/<class>/ folder, more training images, or "
                 "raise data.validation_fraction."
             )
+    if keep_in_memory(config, size(splits["train"]) * int(np.prod(shape))):
+        splits = {name: in_memory(split) for name, split in splits.items()}
     info = image_info(splits["train"], len(classes))
     info["class_names"] = classes
     return Dataset(splits, info)

@@ -14,7 +14,7 @@ import numpy as np
 from ml_collections.config_dict import placeholder
 
 from research.checks import PATH, integer, one_of
-from research.data import SOURCES, Arrays, Dataset, carve_validation, embedded, vocab
+from research.data import SOURCES, Arrays, Dataset, carve_validation, embedded, transform, vocab
 from research.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -299,7 +299,8 @@ def as_rows(dataset: Dataset) -> Dataset:
 
     The one-channel mean and std still apply, so the classification task normalises them.
     """
-    splits = {s: {**a, "image": a["image"][..., 0]} for s, a in dataset.splits.items()}
+    drop_channel = lambda arrays: {**arrays, "image": arrays["image"][..., 0]}
+    splits = {name: transform(split, drop_channel) for name, split in dataset.splits.items()}
     return Dataset(splits, {**dataset.info, "input_shape": dataset.info["input_shape"][:2]})
 
 

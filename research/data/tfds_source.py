@@ -1,7 +1,10 @@
-"""TFDS datasets by name, read once into numpy; TensorFlow is imported only on this path.
+"""TFDS datasets by name: decoded once into memory, or read by index from ArrayRecord files.
 
 Image datasets up to CIFAR size fit in host memory, which makes the batch at any step a cheap
-index into arrays (see research.data.train_batch) instead of a replayed stream.
+index into arrays (see research.data.train_batch) instead of a replayed stream. Larger ones
+(ImageNet) must be prepared as ArrayRecord (`launch.prepare_data` does), which TFDS reads by
+index: each step decodes only its batch's rows, in threads. TensorFlow is imported only on
+this path.
 """
 
 import os
@@ -10,9 +13,21 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from research.checks import integer, optional
-from research.data import SOURCES, Arrays, Dataset, carve_validation, image_info
+from research.data import (
+    SOURCES,
+    Arrays,
+    Dataset,
+    Records,
+    carve_validation,
+    decoders,
+    image_info,
+    in_memory,
+    keep_in_memory,
+    take,
+)
 from research.errors import UserError
 
 # Set by experiments on variable-size images (ImageNet): the side of the center squares.
@@ -44,30 +59,61 @@ def builder(name: str, data_dir: str | None):
 
 # Where a dataset's test labels are withheld, its validation split serves as the test split.
 TEST_SPLITS = {"imagenet2012": "validation"}
+# Per-channel pixel mean and std declared for a dataset, instead of measured on a sample of its
+# training images at start-up (decoding 10,000 ImageNet JPEGs takes minutes).
+DECLARED_STATS = {
+    "imagenet2012": ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),  # the usual ones
+}
 
 
-def _square(example: dict, size: int) -> dict:
+def _square(image: np.ndarray, size: int) -> np.ndarray:
     """Resizes the shorter side to `size` and center-crops: variable-size images (ImageNet)
-    become one uint8 array; random-resized crops are then cut on the device."""
-    import tensorflow as tf
+    become one uint8 shape; random-resized crops are then cut on the device."""
+    height, width = image.shape[:2]
+    scale = size / min(height, width)
+    resized = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(
+        (max(size, round(width * scale)), max(size, round(height * scale))), Image.BILINEAR
+    )
+    top, left = (resized.height - size) // 2, (resized.width - size) // 2
+    square = np.asarray(resized.crop((left, top, left + size, top + size)))
+    return square.reshape(size, size, image.shape[-1])
 
-    image = example["image"]
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    resized = tf.image.resize(image, tf.cast(shape * size / tf.reduce_min(shape), tf.int32))
-    image = tf.image.resize_with_crop_or_pad(resized, size, size)
-    return {**example, "image": tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)}
 
-
-def _read_split(dataset_builder, split: str, image_size: int | None = None) -> Arrays:
+def _tensorflow_split(dataset_builder, split: str) -> Arrays:
+    """A TFRecord-prepared split decoded whole by tf.data (random access needs ArrayRecord)."""
     tfds = import_tfds()
-    dataset = dataset_builder.as_dataset(split=split)
-    if image_size:
-        dataset = dataset.map(lambda example: _square(example, image_size), num_parallel_calls=-1)
-    chunks = list(tfds.as_numpy(dataset.batch(10_000)))
+    chunks = list(tfds.as_numpy(dataset_builder.as_dataset(split=split).batch(10_000)))
     return {
         "image": np.concatenate([c["image"] for c in chunks]),
         "label": np.concatenate([c["label"] for c in chunks]).astype(np.int32),
     }
+
+
+def _records(source, image_size: int | None) -> Records:
+    """A random-access TFDS split as Records of uint8 `image` and int32 `label`. One call reads
+    a batch's records (ArrayRecord reads them in parallel; parsing holds the GIL, so threads
+    would not help it); resizing, which releases the GIL, runs in threads."""
+
+    def example(record: dict) -> Arrays:
+        image = _square(record["image"], image_size) if image_size else record["image"]
+        return {"image": image, "label": np.int32(record["label"])}
+
+    def read(rows: list[int]) -> list[Arrays]:
+        records = source.__getitems__(rows)
+        return list(decoders().map(example, records) if image_size else map(example, records))
+
+    return Records(read, np.arange(len(source)))
+
+
+def _decoded_bytes(dataset_builder, image_size: int | None) -> int:
+    """The train split's size once decoded, from TFDS's metadata (0 when it has none)."""
+    shape = dataset_builder.info.features["image"].shape
+    if image_size:
+        shape = (image_size, image_size, shape[-1])
+    if None in shape:  # variable-size images without image_size: memory cannot hold them
+        return 2**63
+    splits = dataset_builder.info.splits  # empty under tfds.testing.mock_data
+    return (splits["train"].num_examples if "train" in splits else 0) * int(np.prod(shape))
 
 
 def read_prepared(dataset_builder, name: str, download: bool, read: Callable[[], Any]) -> Any:
@@ -89,6 +135,38 @@ def read_prepared(dataset_builder, name: str, download: bool, read: Callable[[],
         return read()
 
 
+def _splits(dataset_builder, config: ml_collections.ConfigDict, names: dict[str, str]):
+    """Train and test by data.storage: Records read by index, or arrays in memory. Reading by
+    index needs ArrayRecord files; a TFRecord dataset is read whole by tf.data, or gets the
+    command that converts it."""
+    size = config.get("image_size")
+    memory = keep_in_memory(config, _decoded_bytes(dataset_builder, size))
+    # A builder made from the prepared files knows every format written there; TFDS 4.9's
+    # builder from code misses those that `launch.prepare_data --convert` added.
+    reader = dataset_builder
+    if dataset_builder.is_prepared():
+        reader = import_tfds().builder_from_directory(dataset_builder.data_dir)
+    try:
+        splits = {
+            ours: _records(reader.as_data_source(split=theirs), size)
+            for ours, theirs in names.items()
+        }
+    except NotImplementedError:  # prepared as TFRecord only
+        if not memory or size:
+            why = f"data.image_size={size} resizes" if size else f"data.storage={config.storage!r}"
+            raise UserError(
+                f"TFDS dataset {config.name!r} is prepared as TFRecord in "
+                f"{dataset_builder.data_dir!r}, which can only be read whole, but {why} reads "
+                f"it by index. Convert it to ArrayRecord with `python -m launch.prepare_data "
+                f"{config.name} --convert"
+                + (f" --data_dir={config.tfds_data_dir}" if config.tfds_data_dir else "")
+                + "`"
+                + ("." if size else ", or pass --config.data.storage=memory if it fits in memory.")
+            ) from None
+        return {ours: _tensorflow_split(dataset_builder, theirs) for ours, theirs in names.items()}
+    return {name: in_memory(split) for name, split in splits.items()} if memory else splits
+
+
 def load(config: ml_collections.ConfigDict) -> Dataset:
     """Loads train and test of TFDS `config.name`; validation is carved from train.
 
@@ -96,15 +174,19 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     the command that prepares the data from files on disk.
     """
     dataset_builder = builder(config.name, config.tfds_data_dir)
-    size = config.get("image_size")
     names = {"train": "train", "test": TEST_SPLITS.get(config.name, "test")}
     splits = read_prepared(
         dataset_builder,
         config.name,
         config.download,
-        lambda: {split: _read_split(dataset_builder, name, size) for split, name in names.items()},
+        lambda: _splits(dataset_builder, config, names),
     )
     train, val = carve_validation(splits["train"], config.validation_fraction)
     num_classes = dataset_builder.info.features["label"].num_classes
-    info = image_info(train, num_classes)
+    if config.name in DECLARED_STATS:
+        mean, std = DECLARED_STATS[config.name]
+        shape = take(train, np.arange(1))["image"].shape[1:]
+        info = {"num_classes": num_classes, "input_shape": shape, "mean": mean, "std": std}
+    else:
+        info = image_info(train, num_classes)
     return Dataset({"train": train, "val": val, "test": splits["test"]}, info)

@@ -106,8 +106,14 @@ class Population:
     def size(self) -> int:
         return len(self.configs)
 
-    def batch_at(self, epoch: int, step: int) -> dict[str, jax.Array]:
-        """The training batch of every point at (epoch, step): each point's own data order."""
+    def __post_init__(self):
+        base = self.configs[0]
+        limit = self.steps_per_epoch * base.train.num_epochs
+        self._prefetch = data_lib.Prefetcher(self._host_batch, base.data.prefetch, limit)
+
+    def _host_batch(self, index: int) -> dict[str, np.ndarray]:
+        """The rows of this process of every point's batch at step `index` of the run."""
+        epoch, step = divmod(index, self.steps_per_epoch)
         batch_size = self.configs[0].data.batch_size
         process = (jax.process_index(), jax.process_count())
         seeds = [config.seed for config in self.configs]
@@ -116,9 +122,13 @@ class Population:
             for s in seeds
         }
         if not self.stacked:
-            return _place(rows[seeds[0]], self.batch_sharding)
-        stacked = {k: np.stack([rows[s][k] for s in seeds]) for k in rows[seeds[0]]}
-        return _place(stacked, self.batch_sharding)
+            return rows[seeds[0]]
+        return {k: np.stack([rows[s][k] for s in seeds]) for k in rows[seeds[0]]}
+
+    def batch_at(self, epoch: int, step: int) -> dict[str, jax.Array]:
+        """The training batch of every point at (epoch, step): each point's own data order,
+        read ahead while the device computes."""
+        return _place(self._prefetch(epoch * self.steps_per_epoch + step), self.batch_sharding)
 
     def evaluate(self, state: Any, split: str) -> list[dict[str, float]]:
         """Every point's mean metrics over a whole split."""
