@@ -3,9 +3,10 @@
 Goyal et al. 2017 plus label smoothing: batch 256, lr 0.1 x batch/256 with 5 warmup epochs then
 cosine, weight decay 1e-4, zero-init of each block's last BN, bf16 compute, 90 epochs. Prepare
 it as ArrayRecord (`python -m launch.prepare_data imagenet2012 --from=DIR`): each step reads and
-decodes its own rows by index in threads, as 224x224 center squares (shorter side resized to
-224), prefetched while the device computes; random-resized crops are cut on the device. Host
-memory does not grow with the dataset (data.storage="auto" reads 190 GB decoded from disk).
+decodes its own rows by index, resized in threads to 224x224 center squares (shorter side
+resized to 224) and prefetched while the device computes; random-resized crops are cut on the
+device. Host memory does not grow with the dataset (data.storage="auto" reads the 190 GB of
+decoded images from disk).
 """
 
 from research.config import base_config, parse_arg

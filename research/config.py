@@ -340,12 +340,18 @@ def to_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
 
 
+# Fields that change how a run reads its data, never its numbers: a resumed run may change them
+# (a run that ran out of host memory resumes with data.storage="disk").
+SPEED_ONLY = ("data.storage", "data.prefetch")
+
+
 def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
-    """Keys whose value in a saved config.json differs from `config`: {key: (saved, new)}."""
+    """Keys whose value in a saved config.json differs from `config`: {key: (saved, new)},
+    leaving out SPEED_ONLY fields."""
     old = flatten(saved)
     new = flatten(json.loads(to_json(config)))
     return {
         key: (old.get(key, "<absent>"), new.get(key, "<absent>"))
-        for key in sorted(old.keys() | new.keys())
+        for key in sorted((old.keys() | new.keys()) - set(SPEED_ONLY))
         if old.get(key, "<absent>") != new.get(key, "<absent>")
     }

@@ -2,11 +2,14 @@
 batches, statistics and training as the same data decoded into memory, read only the rows a step
 needs, and a TFRecord dataset read by index names the command that converts it."""
 
+import json
+
 import numpy as np
 import pytest
 from conftest import metrics_without_timing
 from sklearn.datasets import load_digits
 
+from research import config as config_lib
 from research import data as data_lib
 from research.config import base_config
 from research.data import text
@@ -137,6 +140,8 @@ def test_a_step_reads_only_its_own_rows_and_statistics_a_fixed_sample(monkeypatc
     info = data_lib.image_info(records, 2)
     assert len(reads) == data_lib.STATS_SAMPLE == len(set(reads))
     assert abs(info["mean"][0] - 127.5) < 2  # the sample's mean of 0..255 in equal shares
+    # The same sample in memory: normalisation does not depend on where the split lies.
+    assert data_lib.image_info(data_lib.in_memory(records), 2) == info
 
 
 def test_variable_size_images_are_squared_when_read_by_index(tfds_dir):
@@ -173,7 +178,24 @@ def test_prefetcher_reads_each_step_once_ahead_of_use_and_reraises_errors():
         return index * 10
 
     prefetch = data_lib.Prefetcher(read, depth=2, limit=6)
-    assert [prefetch(i) for i in range(5)] == [0, 10, 20, 30, 40]
+    assert [prefetch(i) for i in (0, 0, 1, 2, 3, 3, 4)] == [0, 0, 10, 20, 30, 30, 40]
     with pytest.raises(UserError, match="damaged record 5"):
         prefetch(5)
-    assert sorted(reads) == list(range(6))
+    assert sorted(reads) == list(range(6))  # each once, also the one asked for twice
+    prefetch.close()
+
+
+def test_storage_and_prefetch_may_change_on_resume_but_nothing_else(tfds_dir):
+    saved = json.loads(config_lib.to_json(base_config("x")))
+    changed = base_config("x")
+    changed.data.storage, changed.data.prefetch = "disk", 0
+    assert config_lib.differences(saved, changed) == {}
+    changed.data.batch_size = 7
+    assert list(config_lib.differences(saved, changed)) == ["data.batch_size"]
+
+
+def test_unprepared_or_unbatchable_tfds_data_says_what_to_do(tfds_dir, tmp_path):
+    with pytest.raises(UserError, match="'tiny_digits' is not prepared.*launch.prepare_data"):
+        data_lib.load(data_config("tiny_digits", tmp_path, storage="disk"))
+    with pytest.raises(UserError, match="differ in size.*--config.data.image_size=N"):
+        data_lib.load(data_config("tiny_photos", tfds_dir / "array_record", batch_size=8))

@@ -103,12 +103,14 @@ def carve_validation(split: Split, fraction: float, seed: int = 0) -> tuple[Spli
 
 
 def image_info(train: Split, num_classes: int, chunk: int = 1024) -> dict[str, Any]:
-    """Classes, shape and per-channel pixel mean and std: over every training image held in
-    memory, over a fixed sample of STATS_SAMPLE on disk; summed in chunks, so memory stays
-    bounded."""
+    """Classes, shape and per-channel pixel mean and std over a fixed sample of STATS_SAMPLE
+    training images (all of them when fewer), the same in memory and on disk; summed in
+    chunks, so memory stays bounded."""
     n = size(train)
+    if not n:
+        raise UserError("The training split is empty: there is nothing to train on.")
     rows = np.arange(n)
-    if isinstance(train, Records) and n > STATS_SAMPLE:
+    if n > STATS_SAMPLE:
         rows = np.sort(np.random.default_rng(0).choice(n, STATS_SAMPLE, replace=False))
     sums = squares = 0.0
     for start in range(0, len(rows), chunk):
@@ -178,10 +180,10 @@ def _process_rows(rows: np.ndarray, process: tuple[int, int]) -> np.ndarray:
     return rows[index * share : (index + 1) * share]
 
 
-@functools.lru_cache(maxsize=64)  # a vmapped group reads one order per seed
+@functools.lru_cache(maxsize=16)  # a vmapped group reads one order per distinct seed
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The training rows of epoch `epoch` in order: one permutation per (seed, epoch)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)
+    order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
     order.setflags(write=False)
     return order
 
@@ -224,12 +226,20 @@ class Prefetcher:
         self._read, self._depth, self._limit = read, depth, limit
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
         self._ahead: dict[int, Future] = {}
+        self._last: tuple[int, Future] | None = None  # asked for again after a compile
 
     def __call__(self, index: int) -> Any:
-        current = self._ahead.pop(index, None)
+        if self._last and self._last[0] == index:
+            return self._last[1].result()
+        current = self._ahead.pop(index, None) or self._thread.submit(self._read, index)
+        self._last = (index, current)
         for stale in [i for i in self._ahead if i < index]:
             self._ahead.pop(stale).cancel()
         for ahead in range(index + 1, min(index + 1 + self._depth, self._limit)):
             if ahead not in self._ahead:
                 self._ahead[ahead] = self._thread.submit(self._read, ahead)
-        return current.result() if current else self._read(index)
+        return current.result()
+
+    def close(self) -> None:
+        """Drops the batches read ahead and ends the thread once its current read is done."""
+        self._thread.shutdown(wait=False, cancel_futures=True)

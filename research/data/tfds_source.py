@@ -110,8 +110,6 @@ def _decoded_bytes(dataset_builder, image_size: int | None) -> int:
     shape = dataset_builder.info.features["image"].shape
     if image_size:
         shape = (image_size, image_size, shape[-1])
-    if None in shape:  # variable-size images without image_size: memory cannot hold them
-        return 2**63
     splits = dataset_builder.info.splits  # empty under tfds.testing.mock_data
     return (splits["train"].num_examples if "train" in splits else 0) * int(np.prod(shape))
 
@@ -131,7 +129,7 @@ def read_prepared(dataset_builder, name: str, download: bool, read: Callable[[],
                 f"{name} --from=DIR`, point --config.data.tfds_data_dir at a prepared "
                 f"copy, or let TFDS download it with --config.data.download=true."
             ) from None
-        dataset_builder.download_and_prepare()
+        dataset_builder.download_and_prepare(file_format="array_record")  # readable by index
         return read()
 
 
@@ -140,6 +138,12 @@ def _splits(dataset_builder, config: ml_collections.ConfigDict, names: dict[str,
     index needs ArrayRecord files; a TFRecord dataset is read whole by tf.data, or gets the
     command that converts it."""
     size = config.get("image_size")
+    if None in dataset_builder.info.features["image"].shape and not size:
+        raise UserError(
+            f"The images of TFDS dataset {config.name!r} differ in size, so they cannot be "
+            "batched as they are. Pass --config.data.image_size=N to resize the shorter side to "
+            "N and center-crop them to NxN (224 for ImageNet)."
+        )
     memory = keep_in_memory(config, _decoded_bytes(dataset_builder, size))
     # A builder made from the prepared files knows every format written there; TFDS 4.9's
     # builder from code misses those that `launch.prepare_data --convert` added.
@@ -151,7 +155,9 @@ def _splits(dataset_builder, config: ml_collections.ConfigDict, names: dict[str,
             ours: _records(reader.as_data_source(split=theirs), size)
             for ours, theirs in names.items()
         }
-    except NotImplementedError:  # prepared as TFRecord only
+    except NotImplementedError:  # prepared as TFRecord only, or not prepared at all
+        if not dataset_builder.is_prepared():
+            raise AssertionError("not prepared") from None  # read_prepared says what to do
         if not memory or size:
             why = f"data.image_size={size} resizes" if size else f"data.storage={config.storage!r}"
             raise UserError(

@@ -82,6 +82,7 @@ def train_points(
                 claimed.enter_context(claim_workdir(config, workdir, overwrite))
             run = _Run(population, task, run_dir, workdirs, chrono, stop)
             claimed.callback(run.checkpointer.close)
+            claimed.callback(population.close)
             state = run.start(state, dataset.info)
             state = run.train(state)
             return run.test(state)

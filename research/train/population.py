@@ -111,6 +111,10 @@ class Population:
         limit = self.steps_per_epoch * base.train.num_epochs
         self._prefetch = data_lib.Prefetcher(self._host_batch, base.data.prefetch, limit)
 
+    def close(self) -> None:
+        """Stops reading batches ahead (the run ended, or stopped early)."""
+        self._prefetch.close()
+
     def _host_batch(self, index: int) -> dict[str, np.ndarray]:
         """The rows of this process of every point's batch at step `index` of the run."""
         epoch, step = divmod(index, self.steps_per_epoch)
