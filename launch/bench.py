@@ -21,6 +21,7 @@ from research import data as data_lib
 from research.flops import matmul_flops
 from research.train import sharding
 from research.train.population import build_population
+from research.train.profiling import Trace
 from research.train.setup import build_setup
 
 flags.DEFINE_integer("batch_size", None, "Global batch size (default: the experiment's).")
@@ -36,6 +37,12 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_list("fake_shape", ["224", "224", "3"], "Image shape for --fake_data.")
 flags.DEFINE_integer("fake_classes", 1000, "Number of classes for --fake_data.")
+flags.DEFINE_string(
+    "profile_steps",
+    None,
+    "START:END: a jax.profiler trace of timed pipeline steps START to END - 1 into "
+    "runs/bench/profile/<experiment name>.",
+)
 FLAGS = flags.FLAGS
 
 # Dense peak FLOP/s per chip by compute dtype; float32 on NVIDIA tensor cores is TF32, which
@@ -87,18 +94,26 @@ def fake_dataset(batch_size: int, shape: tuple[int, ...], num_classes: int) -> d
     return data_lib.Dataset({"train": arrays}, data_lib.image_info(arrays, num_classes))
 
 
-def _time_steps(train_step, state, batches, count: int) -> tuple[Any, float]:
-    """Runs `count` steps on `next(batches)`; returns the state and seconds until it is ready."""
+def _time_steps(train_step, state, batches, count: int, trace=None) -> tuple[Any, float]:
+    """Runs `count` steps on `next(batches)`; returns the state and seconds until it is ready.
+    A `trace` (research.train.profiling.Trace) records the steps it names."""
     active = jnp.ones(1, bool)
     start = time.perf_counter()
-    for _ in range(count):
+    for step in range(count):
+        if trace:
+            trace.at(step, state)
         state, _ = train_step(state, active, next(batches))
+    if trace:
+        trace.at(count, state)
     jax.block_until_ready(state)
     return state, time.perf_counter() - start
 
 
-def benchmark(config, steps: int, warmup: int, dataset: data_lib.Dataset | None = None) -> dict:
-    """The benchmark's fields for a locked config; `dataset` replaces the config's data."""
+def benchmark(
+    config, steps: int, warmup: int, dataset: data_lib.Dataset | None = None, trace=None
+) -> dict:
+    """The benchmark's fields for a locked config; `dataset` replaces the config's data; a
+    `trace` records the steps it names of the timed pipeline measurement."""
     mesh = sharding.make_mesh(config.mesh)
     with jax.set_mesh(mesh):
         dataset, task, model = build_setup(config, dataset)
@@ -128,7 +143,7 @@ def benchmark(config, steps: int, warmup: int, dataset: data_lib.Dataset | None 
         state, synthetic_time = _time_steps(compiled, state, same_batch(), steps)
         batches = pipeline(1)
         state, _ = _time_steps(compiled, state, batches, warmup)
-        state, pipeline_time = _time_steps(compiled, state, batches, steps)
+        state, pipeline_time = _time_steps(compiled, state, batches, steps, trace)
         # The host's share alone: building and placing batches, with no step to overlap.
         start = time.perf_counter()
         jax.block_until_ready([next(batches) for _ in range(steps)])
@@ -204,7 +219,13 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     dataset = None
     if FLAGS.fake_data:
         dataset = fake_dataset(config.data.batch_size, shape, FLAGS.fake_classes)
-    result = benchmark(config, FLAGS.steps, FLAGS.warmup_steps, dataset)
+    trace = None
+    if FLAGS.profile_steps is not None:
+        steps = common.step_range(FLAGS.profile_steps)
+        if steps[1] > FLAGS.steps:
+            common.fail(f"--profile_steps ends after the {FLAGS.steps} timed steps (--steps).")
+        trace = Trace(steps, pathlib.Path("runs/bench/profile") / config.name)
+    result = benchmark(config, FLAGS.steps, FLAGS.warmup_steps, dataset, trace)
     out = pathlib.Path(FLAGS.out or f"runs/bench/{config.name}.json")
     uncached = _uncached_compile_time(result, out)
     result.update(

@@ -47,6 +47,17 @@ def load_config(overrides: dict[str, str]):
     return config
 
 
+def step_range(text: str) -> tuple[int, int]:
+    """--profile_steps=START:END as (START, END); exits 2 otherwise."""
+    start, _, end = text.partition(":")
+    if not (start.isdigit() and end.isdigit() and int(start) < int(end)):
+        fail(
+            f"--profile_steps={text!r} is not START:END with integers 0 <= START < END "
+            "(the steps to trace, END excluded), e.g. --profile_steps=10:20."
+        )
+    return int(start), int(end)
+
+
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)

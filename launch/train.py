@@ -37,12 +37,21 @@ flags.DEFINE_bool(
     False,
     "Deterministic GPU reductions (--xla_gpu_deterministic_ops), for bitwise reruns; slower.",
 )
+flags.DEFINE_string(
+    "profile_steps",
+    None,
+    "START:END: a jax.profiler trace of steps START to END - 1 into WORKDIR/profile (the same as "
+    "--config.train.profile_steps='(START, END)').",
+)
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str], overrides: dict[str, str]) -> None:
     if len(argv) > 1:
         common.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    if FLAGS.profile_steps is not None:
+        steps = common.step_range(FLAGS.profile_steps)
+        overrides = {**overrides, "train.profile_steps": str(steps)}
     config = common.load_config(overrides)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from research.train import distributed

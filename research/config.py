@@ -118,11 +118,20 @@ def base_config(name: str) -> ml_collections.ConfigDict:
                 # > 0: adversarial training on the model's embeddings, a perturbation of this
                 # L2 norm per example (steps.make_train_step); twice the compute per step.
                 "adversarial_epsilon": 0.0,
+                # > 1: each step's gradient is the mean of this many micro-batches' (one in
+                # memory at a time), so a batch too large for the device trains the same.
+                "grad_accum_steps": 1,
+                # (start, end): a jax.profiler trace of steps start to end - 1 into
+                # WORKDIR/profile (`launch.train --profile_steps=START:END`).
+                "profile_steps": (),
             },
             # Batch split over data x fsdp devices; with fsdp > 1 every state leaf of at least
             # fsdp_min_size elements is sharded along its largest dimension divisible by fsdp,
             # except leaves whose path ("params/Dense_0/kernel") matches a `replicate` regex.
             "mesh": {"data": -1, "fsdp": 1, "fsdp_min_size": 1024, "replicate": ()},
+            # Besides metrics.jsonl and TensorBoard: a Weights & Biases run in WORKDIR/wandb when
+            # a project is named (`pip install -e ".[wandb]"`), offline unless mode "online".
+            "log": {"wandb_project": placeholder(str), "wandb_mode": "offline"},
         }
     )
 
@@ -166,13 +175,32 @@ FIELDS: dict[str, Check] = {
     "train.checkpoint_every_steps": integer(0),  # 0: at each epoch's end only
     "train.keep_checkpoints": integer(1),  # the latest must be kept to resume
     "train.adversarial_epsilon": number(0),  # 0: no adversarial training
+    "train.profile_steps": Check(
+        "() or (start, end) with 0 <= start < end, in steps",
+        lambda v, c: v in ((), []) or (tuple_of(integer(0), 2).ok(v, c) and v[0] < v[1]),
+    ),
+    "train.grad_accum_steps": Check(
+        lambda c: f"an integer >= 1 that divides data.batch_size ({c.data.batch_size})",
+        lambda v, c: integer(1).ok(v, c) and c.data.batch_size % v == 0,
+    ),
     "mesh.data": Check(
         "-1 (every device) or an integer >= 1", lambda v, c: v == -1 or integer(1).ok(v, c)
     ),
+    "log.wandb_project": optional(
+        Check(
+            'a W&B project name, with wandb installed (pip install -e ".[wandb]")',
+            lambda v, c: isinstance(v, str) and bool(v) and _installed("wandb"),
+        )
+    ),
+    "log.wandb_mode": one_of("offline", "online"),
     "mesh.fsdp": integer(1),
     "mesh.fsdp_min_size": integer(0),
     "mesh.replicate": tuple_of(Check("a regular expression", lambda v, c: _is_regex(v))),
 }
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def load_module(path: str):
@@ -340,18 +368,24 @@ def to_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
 
 
-# Fields that change how a run reads its data, never its numbers: a resumed run may change them
-# (a run that ran out of host memory resumes with data.storage="disk").
-SPEED_ONLY = ("data.storage", "data.prefetch")
+# Fields that change how a run reads its data or is observed, never its numbers: a resumed run
+# may change them (one that ran out of host memory resumes with data.storage="disk").
+RUN_OPTIONS = (
+    "data.storage",
+    "data.prefetch",
+    "train.profile_steps",
+    "log.wandb_project",
+    "log.wandb_mode",
+)
 
 
 def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
     """Keys whose value in a saved config.json differs from `config`: {key: (saved, new)},
-    leaving out SPEED_ONLY fields."""
+    leaving out RUN_OPTIONS fields."""
     old = flatten(saved)
     new = flatten(json.loads(to_json(config)))
     return {
         key: (old.get(key, "<absent>"), new.get(key, "<absent>"))
-        for key in sorted((old.keys() | new.keys()) - set(SPEED_ONLY))
+        for key in sorted((old.keys() | new.keys()) - set(RUN_OPTIONS))
         if old.get(key, "<absent>") != new.get(key, "<absent>")
     }

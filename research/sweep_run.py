@@ -9,6 +9,7 @@ which unpickle `run_command` from this module, start fast.
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -228,11 +229,24 @@ def train_command(
     ]
 
 
+class _Tally:
+    """Points finished of all, and the sweep's ETA at its pace so far."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.started = total, 0, time.time()
+
+    def add(self, count: int = 1) -> str:
+        self.done += count
+        eta = (time.time() - self.started) / self.done * (self.total - self.done)
+        return f"{self.done}/{self.total} points done, ETA {datetime.timedelta(seconds=round(eta))}"
+
+
 def _run_in_process(points: Sequence[Point], dirs: Sequence[pathlib.Path]) -> int | None:
     """One after another in this process; a stop signal stops the whole sweep and its exit
     status is returned."""
     from research.train.loop import Preempted, train_and_evaluate
 
+    tally = _Tally(len(points))
     for number, (point, workdir) in enumerate(zip(points, dirs, strict=True)):
         print(f"[{number + 1}/{len(points)}] {point.name}", flush=True)
         try:
@@ -243,12 +257,13 @@ def _run_in_process(points: Sequence[Point], dirs: Sequence[pathlib.Path]) -> in
         except Exception as error:  # noqa: BLE001 - one failing point never stops the others
             record_failure(workdir, _error_text(error))
             print(f"{point.name} failed: {str(error).splitlines()[0]}", flush=True)
+        print(tally.add(), flush=True)
 
 
 def _run_processes(commands: Sequence[list[str]], dirs, parallel: int) -> int | None:
     """`parallel` launch.train processes at a time; returns the stop signal's exit status if
     one arrived (forwarded to the running points, which save and exit)."""
-    cwd, children = os.getcwd(), _Children()
+    cwd, children, tally = os.getcwd(), _Children(), _Tally(len(commands))
     previous = {n: signal.signal(n, children.forward) for n in (signal.SIGTERM, signal.SIGINT)}
     try:
         with ThreadPoolExecutor(parallel) as pool:
@@ -257,7 +272,7 @@ def _run_processes(commands: Sequence[list[str]], dirs, parallel: int) -> int | 
             )
             for workdir, code in codes:
                 status = "failed" if code else "stopped" if code is None else "done"
-                print(f"{workdir.name}: {status}", flush=True)
+                print(f"{workdir.name}: {status} ({tally.add()})", flush=True)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -287,11 +302,13 @@ def _run_slurm(commands: Sequence[list[str]], dirs, root: pathlib.Path, options)
             for c, d in zip(commands, dirs, strict=True)
         ]
     print(f"submitted {len(jobs)} array tasks: job {jobs[0].job_id.split('_')[0]}", flush=True)
+    tally = _Tally(len(jobs))
     for job, workdir in zip(jobs, dirs, strict=True):
         try:
             job.result()
         except Exception as error:  # noqa: BLE001 - the task died (timeout, node failure)
             record_failure(workdir, f"SLURM task {job.job_id} did not finish: {error}")
+        print(tally.add(), flush=True)
 
 
 def _run_vmap(
@@ -305,7 +322,7 @@ def _run_vmap(
     from research.train.population import group_points
 
     by_name = dict(zip((p.name for p in points), dirs, strict=True))
-    groups = group_points(points)
+    groups, tally = group_points(points), _Tally(len(points))
     for number, group in enumerate(groups):
         names = [point.name for point in group]
         digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:8]
@@ -323,6 +340,7 @@ def _run_vmap(
         for workdir, result in zip(group_dirs, results, strict=True):
             if isinstance(result, BaseException):
                 record_failure(workdir, _error_text(result))
+        print(tally.add(len(group)), flush=True)
 
 
 def run_sweep(

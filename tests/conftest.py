@@ -1,11 +1,13 @@
 """Shared fixtures: small configs of the real experiments, and a helper to run entry points."""
 
+import contextlib
 import json
 import os
 import pathlib
 import subprocess
 import sys
 import tempfile
+import unittest.mock
 
 # Tests and the processes they start compile many of the same programs: one persistent JAX
 # cache (bounded, shared by the xdist workers, kept between runs) compiles each once. Set
@@ -42,6 +44,25 @@ def make_config():
         return config
 
     return make
+
+
+@contextlib.contextmanager
+def mock_tfds(num_examples: int):
+    """`tfds.testing.mock_data`, with batch reads repaired: TFDS 4.9.10's mock sets the data
+    source's `__getitems__` (the batch read research.data uses) as a plain MagicMock attribute,
+    so it is called without the `self` its function expects; its per-record read is correct."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.testing import mocking
+
+    def getitems(*args, generator, serialized=False):
+        keys = args[-1]  # (keys) as the mock calls it, or (self, keys)
+        return [mocking._getitem(None, key, generator, serialized) for key in keys]
+
+    with (
+        unittest.mock.patch.object(mocking, "_getitems", getitems),
+        tfds.testing.mock_data(num_examples=num_examples),
+    ):
+        yield
 
 
 def run_module(module: str, *args: str, timeout: int = 300, env: dict | None = None, **kwargs):

@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import tensorflow_datasets as tfds
-from conftest import metrics_without_timing
+from conftest import metrics_without_timing, mock_tfds
 
 from research import data as data_lib
 from research.errors import UserError
@@ -140,7 +139,7 @@ def test_a_diverging_run_stops_with_the_step_and_saves_nothing_from_that_epoch(
 
 def test_mnist_lenet_experiment_runs_on_mock_tfds_data(make_config, tmp_path):
     config = make_config("mnist_lenet", **{"train.num_epochs": 1, "data.batch_size": 16})
-    with tfds.testing.mock_data(num_examples=96):
+    with mock_tfds(num_examples=96):
         summary = train_and_evaluate(config, tmp_path)
     # 96 mock examples, 10% carved for validation: 86 train -> 5 steps of 16.
     assert summary["steps"] == 5

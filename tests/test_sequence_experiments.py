@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import mock_tfds
 
 from research import config as cfg
 from research.models import build_model
@@ -88,7 +89,7 @@ def test_short_runs_on_mock_data(tfds, tmp_path, spec, overrides) -> None:
     if "transformer" in spec or "bert" in spec:
         overrides = {**TINY_TRANSFORMER, **overrides}
     config = load(spec, **{"data.batch_size": 4, "train.num_epochs": 1, **overrides})
-    with tfds.testing.mock_data(num_examples=20):
+    with mock_tfds(num_examples=20):
         summary = train_and_evaluate(config, tmp_path)
     assert summary["status"] == "finished" and summary["steps"] > 0
     assert np.isfinite(summary["test"]["loss"])

@@ -4,6 +4,7 @@ import collections
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -121,6 +122,8 @@ def test_cli_records_a_failing_point_finishes_the_others_and_retries_it(tmp_path
     first = run_module("launch.sweep", *command)
     assert first.returncode == 1, first.stderr
     assert first.stdout.splitlines()[-1].startswith("1 finished, 1 failed, 0 skipped in ")
+    progress = r"\(1/2 points done, ETA [\d:]+\)\n.*\(2/2 points done, ETA 0:00:00\)"
+    assert re.search(progress, first.stdout), first.stdout
     failed = tmp_path / "sweep" / "001-bs=5000"
     assert (
         "data.batch_size=5000 is larger than the training split"

@@ -6,6 +6,7 @@ import re
 import ml_collections
 import numpy as np
 import pytest
+from conftest import mock_tfds
 
 from research import data
 from research.config import base_config
@@ -190,7 +191,7 @@ def tfds():
     ],
 )
 def test_tfds_sources_with_mock_data(tfds, name, fields, shape) -> None:
-    with tfds.testing.mock_data(num_examples=20):
+    with mock_tfds(num_examples=20):
         dataset = SOURCES.lookup(name)(data_config(name, **fields))
     key = "image" if name == "mnist_rows" else "tokens"
     for split in ("train", "val", "test"):

@@ -8,8 +8,10 @@ calls are pure. A run resumes at any checkpoint because the batch at a step is a
 
 import contextlib
 import dataclasses
+import datetime
 import pathlib
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ from research.train.population import (
     point_sums,
     static_key,
 )
+from research.train.profiling import Trace
 from research.train.setup import build_setup
 from research.train.transfer import init_shared_from
 from research.train.workdir import check_workdir, claim_workdir
@@ -83,6 +86,7 @@ def train_points(
             run = _Run(population, task, run_dir, workdirs, chrono, stop)
             claimed.callback(run.checkpointer.close)
             claimed.callback(population.close)
+            claimed.callback(run.trace.stop)
             state = run.start(state, dataset.info)
             state = run.train(state)
             return run.test(state)
@@ -96,6 +100,7 @@ class _Run:
         self.chrono, self.stop = chrono, stop
         self.config = population.configs[0]
         self.checkpointer = Checkpointer(run_dir, workdirs, self.config.train.keep_checkpoints)
+        self.trace = Trace(self.config.train.profile_steps, pathlib.Path(run_dir) / "profile")
         self.counters = Counters.new(population.size)
         self.last_saved: int | None = None  # the newest step saved, for divergence messages
         self.epoch_first_step = 0  # the first step this process trained in the current epoch
@@ -113,7 +118,10 @@ class _Run:
             self.chrono.resume(self.counters.seconds)
             self.last_saved = self.counters.step
         if jax.process_index() == 0:
-            self.logs = [records.MetricsLog(w, self.counters.step) for w in self.workdirs]
+            self.logs = [
+                records.MetricsLog(w, self.counters.step, config)
+                for w, config in zip(self.workdirs, self.population.configs, strict=True)
+            ]
             if "vocabulary" in info:  # launch.sample and init_from read it
                 for workdir in self.workdirs:
                     records.write_json(workdir / "vocab.json", info["vocabulary"])
@@ -149,6 +157,7 @@ class _Run:
             if not self.training():
                 break
             epoch, index = divmod(step, steps_per_epoch)
+            self.trace.at(step, state)
             state, metrics = train_step(state, active, population.batch_at(epoch, index))
             sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
             counters.step = step + 1
@@ -242,7 +251,16 @@ class _Run:
                     self.logs[i], step, epoch, train[i], val[i], float(rates[i]),
                     examples / seconds, wall_time,
                 )  # fmt: skip
-        progress.epoch(epoch + 1, config.train.num_epochs, training, train, val, examples / seconds)
+        progress.epoch(
+            epoch + 1,
+            config.train.num_epochs,
+            training,
+            train,
+            val,
+            examples / seconds,
+            [point.best for point in counters.points],
+            (self.task.target, self.task.mode),
+        )
         saved = any(counters.points[i].status != DIVERGED for i in training)
         if saved:  # an epoch in which every point diverged saves nothing
             self.save(state)
@@ -309,17 +327,21 @@ class _Progress:
     def __init__(self, total: int, initial: int):
         self.bar = None
         self.quiet = jax.process_index() != 0
+        self.remaining, self.done, self.started = total - initial, 0, time.time()
         if sys.stderr.isatty() and not self.quiet:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
     def update(self, n: int) -> None:
+        self.done += n
         if self.bar:
             self.bar.update(n)
 
-    def epoch(self, epoch, num_epochs, points, train, val, rate) -> None:
-        """One line: a single point's train loss and val metrics, or each point's val target."""
+    def epoch(self, epoch, num_epochs, points, train, val, rate, best, target) -> None:
+        """One line: a single point's train loss and val metrics, or each point's val loss;
+        then the best validation target so far, the rate and the whole run's ETA (at this
+        pace, if no point stops early)."""
         if len(train) == 1:
             text = f"train loss {train[0]['loss']:.4f}  " + "  ".join(
                 f"val {k} {v:.4f}" for k, v in val[0].items()
@@ -328,7 +350,16 @@ class _Progress:
             text = f"{len(points)}/{len(train)} points training  val loss " + " ".join(
                 f"{val[i]['loss']:.4f}" for i in points
             )
-        text = f"epoch {epoch}/{num_epochs}  {text}  {rate * len(points):,.0f} examples/s"
+        name, mode = target
+        pick = max if mode == "max" else min
+        top = pick((b for b in best if b), key=lambda b: b["val"][name], default=None)
+        if top:
+            text += f"  best val {name} {top['val'][name]:.4f} (epoch {top['epoch']})"
+        eta = (time.time() - self.started) / max(self.done, 1) * (self.remaining - self.done)
+        text = (
+            f"epoch {epoch}/{num_epochs}  {text}  {rate * len(points):,.0f} examples/s  "
+            f"ETA {datetime.timedelta(seconds=round(eta))}"
+        )
         if self.bar:
             self.bar.set_postfix_str(text.split("  ", 1)[1])
         elif not self.quiet:

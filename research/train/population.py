@@ -206,7 +206,9 @@ def build_population(
             peak_learning_rate=hparams["learning_rate"],
             momentum=hparams["momentum"],
         )
-        train_step = make_train_step(task, step_key, base.train.adversarial_epsilon)
+        train_step = make_train_step(
+            task, step_key, base.train.adversarial_epsilon, base.train.grad_accum_steps
+        )
         new, metrics = train_step(state.replace(tx=point_tx), batch)
         return new.replace(tx=state.tx), metrics
 
@@ -222,7 +224,14 @@ def build_population(
     # points on whole batches. Otherwise each point's batch is split over them, as in a run.
     over_devices = stacked and len(configs) % mesh.size == 0 and mesh.shape["fsdp"] == 1
     if not over_devices:
-        sharding.check_batch_size(base.data.batch_size, mesh, "data.batch_size")
+        accumulated = base.train.grad_accum_steps > 1
+        sharding.check_batch_size(
+            base.data.batch_size // base.train.grad_accum_steps,
+            mesh,
+            "the micro-batch data.batch_size / train.grad_accum_steps"
+            if accumulated
+            else "data.batch_size",
+        )
         sharding.check_batch_size(base.data.eval_batch_size, mesh, "data.eval_batch_size")
     add_points_axis = lambda tree: jax.tree.map(lambda leaf: leaf[None], tree)
     eval_point = make_eval_step(task)

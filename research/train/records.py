@@ -11,16 +11,20 @@ import subprocess
 from typing import Any
 
 import ml_collections
+import numpy as np
+from PIL import Image
 
 from research.errors import UserError
+from research.train import writers
 
 TIMING_FIELDS = ("examples_per_sec", "wall_time")
 
 
 class MetricsLog:
-    """Appends one JSON object per line to metrics.jsonl and mirrors scalars to TensorBoard."""
+    """Appends one JSON object per line to metrics.jsonl and hands its numbers to the writers
+    (TensorBoard, and W&B when asked) as scalars named `split/metric`."""
 
-    def __init__(self, workdir: pathlib.Path, resume_step: int):
+    def __init__(self, workdir: pathlib.Path, resume_step: int, config: ml_collections.ConfigDict):
         self.path = workdir / "metrics.jsonl"
         # Test rows come last, from the best checkpoint; a resumed run writes them anew.
         kept = [
@@ -29,20 +33,22 @@ class MetricsLog:
         tmp = self.path.with_suffix(".tmp")  # a kill mid-write must not lose the history
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         tmp.replace(self.path)
-        from tensorboardX import SummaryWriter
-
-        self.tensorboard = SummaryWriter(str(workdir / "tensorboard"), purge_step=resume_step + 1)
+        self.writers = writers.open_writers(workdir, config, resume_step)
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        for name, value in record.items():
-            if name not in ("step", "epoch", "split") and isinstance(value, int | float):
-                self.tensorboard.add_scalar(f"{record['split']}/{name}", value, record["step"])
-        self.tensorboard.flush()
+        scalars = {
+            f"{record['split']}/{name}": value
+            for name, value in record.items()
+            if name not in ("step", "epoch", "split") and isinstance(value, int | float)
+        }
+        for writer in self.writers:
+            writer.scalars(record["step"], scalars)
 
     def close(self) -> None:
-        self.tensorboard.close()
+        for writer in self.writers:
+            writer.close()
 
 
 def read_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
@@ -165,6 +171,11 @@ def write_final_record(workdir: pathlib.Path, log: MetricsLog, summary: dict[str
             "wall_time": summary["wall_time_s"],
         }
     )
-    log.close()
     write_json(workdir / "summary.json", summary)
     plot_learning_curves(workdir, summary["target"]["metric"], best["epoch"])
+    with Image.open(workdir / "learning_curves.png") as figure:
+        pixels = np.asarray(figure.convert("RGB"))
+    for writer in log.writers:
+        writer.image(best["step"], "learning_curves", pixels)
+        writer.text(best["step"], "summary", json.dumps(summary, indent=2, default=str))
+    log.close()

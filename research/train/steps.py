@@ -46,7 +46,20 @@ def adversarial(gradients: Any, epsilon: float) -> Any:
     return jax.tree.map(scale, jax.lax.stop_gradient(gradients))
 
 
-def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float = 0.0):
+def micro_batches(tree: Any, count: int) -> Any:
+    """Every leaf [batch, ...] as [count, batch / count, ...]: micro-batch i holds rows i,
+    i + count, i + 2 count, ..., so each spans every data-parallel device's rows."""
+
+    def split(leaf):
+        strided = leaf.reshape(leaf.shape[0] // count, count, *leaf.shape[1:])
+        return jnp.swapaxes(strided, 0, 1)
+
+    return jax.tree.map(split, tree)
+
+
+def make_train_step(
+    task: Task, root_key: jax.Array, adversarial_epsilon: float = 0.0, grad_accum_steps: int = 1
+):
     """Returns `train_step(state, batch) -> (state, metric sums)`.
 
     With `adversarial_epsilon` > 0 it minimises L(x) + L(x + r_adv) (adversarial training,
@@ -54,6 +67,12 @@ def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float 
     the loss gradient at every value the model marks as perturbable (its token embeddings,
     `research.models.embeddings`), so a step costs two forward and backward passes. Metrics
     are the clean loss's.
+
+    With `grad_accum_steps` K > 1 the batch's gradient is the mean of K micro-batches' (a
+    `lax.scan`, so one micro-batch's activations are in memory at a time): the same update as
+    the whole batch, to rounding, for a loss that is a mean over examples. Inputs are drawn
+    (augmented, masked) for the whole batch first; dropout draws per micro-batch; BatchNorm
+    normalises each micro-batch by its own statistics and updates its averages K times.
     """
 
     def train_step(state: TrainState, batch: Batch):
@@ -61,27 +80,49 @@ def make_train_step(task: Task, root_key: jax.Array, adversarial_epsilon: float 
         augment_key, dropout_key = jax.random.split(step_key)
         inputs, aux = task.model_inputs(batch, augment_key, train=True)
 
-        def loss_fn(params, perturbations):
-            variables = {"params": params, "batch_stats": state.batch_stats, **perturbations}
-            logits, updates = state.apply_fn(
-                variables,
-                inputs,
-                train=True,
-                rngs={"dropout": dropout_key},
-                mutable=["batch_stats"],
-            )
-            loss, metrics = task.loss_and_metrics(logits, batch, aux)
-            return loss, (metrics, updates.get("batch_stats", {}))
+        def gradients(batch_stats, data, key):
+            """(gradients, metric sums, BatchNorm statistics) of one (micro-)batch."""
+            batch, inputs, aux = data
 
-        grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
-        zeros = {}  # no perturbation: the model's `perturb` calls are no-ops
-        if adversarial_epsilon:
-            zeros = jax.tree.map(jnp.zeros_like, perturbation_shapes(state, inputs))
-        (grads, input_grads), (metrics, batch_stats) = grad_fn(state.params, zeros)
-        if adversarial_epsilon:
-            attack = adversarial(input_grads["perturbations"], adversarial_epsilon)
-            (adversarial_grads, _), _ = grad_fn(state.params, {"perturbations": attack})
-            grads = jax.tree.map(jnp.add, grads, adversarial_grads)
+            def loss_fn(params, perturbations):
+                variables = {"params": params, "batch_stats": batch_stats, **perturbations}
+                logits, updates = state.apply_fn(
+                    variables, inputs, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
+                )
+                loss, metrics = task.loss_and_metrics(logits, batch, aux)
+                return loss, (metrics, updates.get("batch_stats", {}))
+
+            grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
+            zeros = {}  # no perturbation: the model's `perturb` calls are no-ops
+            if adversarial_epsilon:
+                zeros = jax.tree.map(jnp.zeros_like, perturbation_shapes(state, inputs))
+            (grads, input_grads), (metrics, batch_stats) = grad_fn(state.params, zeros)
+            if adversarial_epsilon:
+                attack = adversarial(input_grads["perturbations"], adversarial_epsilon)
+                (adversarial_grads, _), _ = grad_fn(state.params, {"perturbations": attack})
+                grads = jax.tree.map(jnp.add, grads, adversarial_grads)
+            return grads, metrics, batch_stats
+
+        data = (batch, inputs, aux)
+        if grad_accum_steps == 1:
+            grads, metrics, batch_stats = gradients(state.batch_stats, data, dropout_key)
+        else:
+            micro = micro_batches(data, grad_accum_steps)
+
+            def accumulate(carry, step):
+                index, one = step
+                key = jax.random.fold_in(dropout_key, index)
+                grads, metrics, batch_stats = gradients(carry[2], one, key)
+                return (*jax.tree.map(jnp.add, carry[:2], (grads, metrics)), batch_stats), None
+
+            first = jax.tree.map(lambda leaf: leaf[0], micro)
+            shapes = jax.eval_shape(gradients, state.batch_stats, first, dropout_key)[:2]
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            steps = (jnp.arange(grad_accum_steps), micro)
+            (grads, metrics, batch_stats), _ = jax.lax.scan(
+                accumulate, (*zeros, state.batch_stats), steps
+            )
+            grads = jax.tree.map(lambda g: g / grad_accum_steps, grads)
         return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
 
     return train_step
