@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import metrics_without_timing
+from conftest import metrics_without_timing, run_module
 
 from research import data as data_lib
 from research.errors import UserError
@@ -69,3 +69,18 @@ def test_a_run_with_accumulation_matches_the_plain_run(make_config, tmp_path, ex
 def test_a_batch_the_micro_batches_do_not_divide_is_refused(make_config):
     with pytest.raises(UserError, match=r"train.grad_accum_steps.*divides data.batch_size \(64\)"):
         validate(make_config(**{"train.grad_accum_steps": 3}))
+
+
+def test_a_micro_batch_the_devices_do_not_divide_is_refused_naming_both_fields(tmp_path):
+    flags = ["--config.train.grad_accum_steps=4", "--config.data.batch_size=16"]
+    result = run_module(
+        "launch.train",
+        *flags,
+        f"--workdir={tmp_path / 'w'}",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "micro-batch data.batch_size / train.grad_accum_steps=4 is not divisible by the 8" in (
+        result.stderr
+    )
+    assert not (tmp_path / "w").exists()

@@ -80,3 +80,23 @@ def test_wandb_asked_for_without_the_package_is_refused_before_anything_runs(
     )
     with pytest.raises(UserError, match=r'log.wandb_project.*pip install -e "\.\[wandb\]"'):
         validate(make_config(**{"log.wandb_project": "p"}))
+
+
+def test_each_point_of_a_vmapped_group_gets_its_own_wandb_run(make_config, tmp_path):
+    from research.train.loop import train_points
+
+    rates = (1e-3, 3e-3)
+    configs = [
+        make_config(
+            **{"train.num_epochs": 1, "optimizer.learning_rate": r, "log.wandb_project": "t"}
+        )
+        for r in rates
+    ]
+    workdirs = [tmp_path / str(i) for i in range(2)]
+    train_points(configs, workdirs, tmp_path / "group", stacked=True)
+    for workdir, rate in zip(workdirs, rates, strict=True):
+        (run,) = workdir.glob("wandb/offline-run-*/run-*.wandb")
+        records = wandb_records(run)
+        config = {u.key: json.loads(u.value_json) for r in records for u in r.config.update}
+        assert config["optimizer.learning_rate"] == rate
+        assert records[-1].WhichOneof("record_type") == "exit"  # finished, not cut off
