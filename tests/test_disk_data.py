@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import metrics_without_timing
+from PIL import Image
 from sklearn.datasets import load_digits
 
 from research import config as config_lib
@@ -151,6 +152,16 @@ def test_variable_size_images_are_squared_when_read_by_index(tfds_dir):
     batch = data_lib.train_batch(dataset, 0, 0, 0, 8)
     assert batch["image"].shape == (8, 16, 16, 3) and batch["image"].dtype == np.uint8
     assert dataset.info["input_shape"] == (16, 16, 3)
+    # The same squares from TFDS's own decoding: shorter side to 16, then the center crop.
+    decoded = TinyPhotos(data_dir=str(tfds_dir / "array_record")).as_data_source("train")
+    rows = dataset.splits["train"].rows[data_lib.epoch_order(0, 0, dataset.size("train"))[:8]]
+    for image, row in zip(batch["image"], rows, strict=True):
+        original = Image.fromarray(decoded[int(row)]["image"])
+        scale = 16 / min(original.size)
+        width, height = (max(16, round(side * scale)) for side in original.size)
+        top, left = (height - 16) // 2, (width - 16) // 2
+        resized = original.resize((width, height), Image.BILINEAR)
+        np.testing.assert_array_equal(image, resized.crop((left, top, left + 16, top + 16)))
 
 
 def test_a_tfrecord_dataset_read_by_index_names_the_convert_command_which_then_works(tfds_dir):

@@ -7,6 +7,7 @@ index: each step decodes only its batch's rows, in threads. TensorFlow is import
 this path.
 """
 
+import io
 import os
 from collections.abc import Callable
 from typing import Any
@@ -66,17 +67,18 @@ DECLARED_STATS = {
 }
 
 
-def _square(image: np.ndarray, size: int) -> np.ndarray:
-    """Resizes the shorter side to `size` and center-crops: variable-size images (ImageNet)
-    become one uint8 shape; random-resized crops are then cut on the device."""
-    height, width = image.shape[:2]
-    scale = size / min(height, width)
-    resized = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize(
-        (max(size, round(width * scale)), max(size, round(height * scale))), Image.BILINEAR
-    )
-    top, left = (resized.height - size) // 2, (resized.width - size) // 2
+def _square(encoded: bytes, size: int, channels: int) -> np.ndarray:
+    """Decodes an image, resizes its shorter side to `size` and center-crops: variable-size
+    images (ImageNet's JPEGs) become one uint8 shape [size, size, channels]; random-resized
+    crops are then cut on the device. PIL releases the GIL for all three."""
+    with Image.open(io.BytesIO(encoded)) as image:
+        image = image.convert("RGB" if channels == 3 else "L")
+    scale = size / min(image.size)
+    width, height = (max(size, round(side * scale)) for side in image.size)
+    resized = image.resize((width, height), Image.BILINEAR)
+    top, left = (height - size) // 2, (width - size) // 2
     square = np.asarray(resized.crop((left, top, left + size, top + size)))
-    return square.reshape(size, size, image.shape[-1])
+    return square.reshape(size, size, channels)
 
 
 def _tensorflow_split(dataset_builder, split: str) -> Arrays:
@@ -89,13 +91,17 @@ def _tensorflow_split(dataset_builder, split: str) -> Arrays:
     }
 
 
-def _records(source, image_size: int | None) -> Records:
+def _records(dataset_builder, split: str, image_size: int | None) -> Records:
     """A random-access TFDS split as Records of uint8 `image` and int32 `label`. One call reads
-    a batch's records (ArrayRecord reads them in parallel; parsing holds the GIL, so threads
-    would not help it); resizing, which releases the GIL, runs in threads."""
+    a batch's records (ArrayRecord fetches them in parallel; parsing holds the GIL, so threads
+    would not help it). With `image_size` the images stay encoded there and are decoded,
+    resized and cropped in threads, which PIL runs without the GIL."""
+    channels = dataset_builder.info.features["image"].shape[-1]
+    skip = {"image": import_tfds().decode.SkipDecoding()} if image_size else None
+    source = dataset_builder.as_data_source(split=split, decoders=skip)
 
     def example(record: dict) -> Arrays:
-        image = _square(record["image"], image_size) if image_size else record["image"]
+        image = _square(record["image"], image_size, channels) if image_size else record["image"]
         return {"image": image, "label": np.int32(record["label"])}
 
     def read(rows: list[int]) -> list[Arrays]:
@@ -151,10 +157,7 @@ def _splits(dataset_builder, config: ml_collections.ConfigDict, names: dict[str,
     if dataset_builder.is_prepared():
         reader = import_tfds().builder_from_directory(dataset_builder.data_dir)
     try:
-        splits = {
-            ours: _records(reader.as_data_source(split=theirs), size)
-            for ours, theirs in names.items()
-        }
+        splits = {ours: _records(reader, theirs, size) for ours, theirs in names.items()}
     except NotImplementedError:  # prepared as TFRecord only, or not prepared at all
         if not dataset_builder.is_prepared():
             raise AssertionError("not prepared") from None  # read_prepared says what to do
