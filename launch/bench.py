@@ -117,8 +117,8 @@ def benchmark(
     mesh = sharding.make_mesh(config.mesh)
     with jax.set_mesh(mesh):
         dataset, task, model = build_setup(config, dataset)
-        population = build_population([config], dataset, task, model, mesh, stacked=False)
-        state, train_step = population.state, population.train_step
+        population, state = build_population([config], dataset, task, model, mesh, stacked=False)
+        train_step = population.train_step
 
         def pipeline(start: int = 0):
             """The loop's batches in the loop's order (wrapping around the epoch)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from absl import app, flags, logging
 
 from research import config as config_lib
-from research.errors import UserError
+from research.errors import UserError, stop_exit_code
 from research.validation import validate
 
 flags.DEFINE_string(
@@ -68,7 +68,7 @@ def _stop_before_work(number: int, frame) -> None:
     once (an exception raised here could land in a callback that swallows it)."""
     name = signal.Signals(number).name
     print(f"preempted ({name}) during start-up; nothing to save; rerun to start", flush=True)
-    os._exit(0 if number == signal.SIGTERM else 128 + number)
+    os._exit(stop_exit_code(number))
 
 
 def run(main: Callable[[list[str], dict[str, str]], None], trains: bool = False) -> None:

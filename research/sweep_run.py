@@ -27,7 +27,7 @@ from typing import Any
 import ml_collections
 
 from research import config as config_lib
-from research.errors import UserError
+from research.errors import UserError, stop_exit_code
 from research.report import COMPLETE, write_report
 from research.sweep import Point, expand
 from research.train import records
@@ -278,7 +278,7 @@ def _run_processes(commands: Sequence[list[str]], dirs, parallel: int) -> int | 
             signal.signal(number, handler)
     if children.stopping is not None:
         print(f"stopped by {signal.Signals(children.stopping).name}; rerun to resume", flush=True)
-        return 0 if children.stopping == signal.SIGTERM else 128 + children.stopping
+        return stop_exit_code(children.stopping)
     return None
 
 

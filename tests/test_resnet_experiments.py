@@ -111,8 +111,8 @@ def test_digits_resnet_steps_lower_the_loss() -> None:
     mesh = sharding.make_mesh(config.mesh)
     with jax.set_mesh(mesh):
         dataset, task, model = build_setup(config)
-        population = build_population([config], dataset, task, model, mesh, stacked=False)
-        state, batch, active = population.state, population.batch_at(0, 0), jnp.ones(1, bool)
+        population, state = build_population([config], dataset, task, model, mesh, stacked=False)
+        batch, active = population.batch_at(0, 0), jnp.ones(1, bool)
         losses = []
         for _ in range(12):
             state, metrics = population.train_step(state, active, batch)

@@ -10,7 +10,7 @@ import threading
 import jax
 import ml_collections
 
-from research.errors import UserError
+from research.errors import UserError, stop_exit_code
 
 # The loss of an epoch (or of the steps since its start) more than this many times the loss of
 # the run's first step counts as diverged, even while it is still finite: an explosion.
@@ -82,7 +82,7 @@ class StopSignal:
         """Raises Preempted, saying `what` happened to the run, if a signal has arrived."""
         if self.received is not None:
             name = signal.Signals(self.received).name
-            code = 0 if self.received == signal.SIGTERM else 128 + self.received
+            code = stop_exit_code(self.received)
             raise Preempted(f"preempted {what} ({name}); rerun to resume", code)
 
     @property

@@ -73,8 +73,7 @@ def train_points(
         for config, workdir in zip(configs, workdirs, strict=True):
             check_workdir(config, workdir, overwrite)
         dataset, task, model = build_setup(configs[0])
-        population = build_population(configs, dataset, task, model, mesh, stacked)
-        state = population.state
+        population, state = build_population(configs, dataset, task, model, mesh, stacked)
         if configs[0].init_from and (overwrite or not has_checkpoint(run_dir)):
             points = [population.point(state, i) for i in range(population.size)]
             points = init_shared_from(configs[0].init_from, points, dataset.info)

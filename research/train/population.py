@@ -91,7 +91,6 @@ class Population:
 
     configs: list[ml_collections.ConfigDict]
     stacked: bool
-    state: Any  # the initial state: one point's, or the points' stacked
     train_step: Callable  # jitted (state, active [points] bool, batch) -> (state, metric sums)
     eval_step: Callable  # jitted (state, batch) -> metric sums
     point_target: Any  # one point's state as ShapeDtypeStructs with shardings, for restores
@@ -168,9 +167,10 @@ def build_population(
     model: nn.Module,
     mesh: jax.sharding.Mesh,
     stacked: bool,
-) -> Population:
-    """The initial state and jitted steps of `configs` (one, unless `stacked`), which agree
-    outside VMAPPED_KEYS; the train step donates its state."""
+) -> tuple[Population, Any]:
+    """The jitted steps of `configs` (one, unless `stacked`), which agree outside
+    VMAPPED_KEYS, and their initial state: one point's, or the points' stacked. The state is
+    not kept in the population, which lives as long as the run: the train step donates it."""
     base = configs[0]
     if not stacked and len(configs) != 1:
         raise ValueError("only a stacked population holds several points")
@@ -269,10 +269,9 @@ def build_population(
 
         evaluate = jax.vmap(eval_point, in_axes=(0, None))
     state = jax.jit(init, out_shardings=state_sharding)(init_keys, hyperparams["weight_decay"])
-    return Population(
+    population = Population(
         configs=list(configs),
         stacked=stacked,
-        state=state,
         train_step=jax.jit(
             step,
             in_shardings=(state_sharding, replicated, batch_sharding),
@@ -290,3 +289,4 @@ def build_population(
         batch_sharding=batch_sharding,
         eval_batch_sharding=eval_batch_sharding,
     )
+    return population, state

@@ -4,6 +4,7 @@ Only the loop's process 0 writes it, one record per point of a group. metrics.js
 to the checkpoint on resume, so a resumed run's record equals an uninterrupted one.
 """
 
+import functools
 import json
 import pathlib
 import platform
@@ -12,7 +13,6 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from research.errors import UserError
 from research.train import writers
@@ -72,8 +72,9 @@ def read_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
     return records
 
 
-def plot_learning_curves(workdir: pathlib.Path, target: str, best_epoch: int | None) -> None:
-    """learning_curves.png: train and validation loss and target metric per epoch."""
+def plot_learning_curves(workdir: pathlib.Path, target: str, best_epoch: int | None) -> np.ndarray:
+    """learning_curves.png: train and validation loss and target metric per epoch; returns
+    its pixels [height, width, 3] uint8 for the writers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,9 +94,12 @@ def plot_learning_curves(workdir: pathlib.Path, target: str, best_epoch: int | N
         ax.legend()
     fig.tight_layout()
     fig.savefig(workdir / "learning_curves.png", dpi=100)
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # drawn by savefig
     plt.close(fig)
+    return pixels
 
 
+@functools.cache  # summary.json of every point of a group asks
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
@@ -103,6 +107,7 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{p: version(p) for p in packages}}
 
 
+@functools.cache
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -172,9 +177,7 @@ def write_final_record(workdir: pathlib.Path, log: MetricsLog, summary: dict[str
         }
     )
     write_json(workdir / "summary.json", summary)
-    plot_learning_curves(workdir, summary["target"]["metric"], best["epoch"])
-    with Image.open(workdir / "learning_curves.png") as figure:
-        pixels = np.asarray(figure.convert("RGB"))
+    pixels = plot_learning_curves(workdir, summary["target"]["metric"], best["epoch"])
     for writer in log.writers:
         writer.image(best["step"], "learning_curves", pixels)
         writer.text(best["step"], "summary", json.dumps(summary, indent=2, default=str))
