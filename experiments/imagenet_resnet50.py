@@ -6,7 +6,8 @@ it as ArrayRecord (`python -m launch.prepare_data imagenet2012 --from=DIR`): eac
 decodes its own rows by index, resized in threads to 224x224 center squares (shorter side
 resized to 224) and prefetched while the device computes; random-resized crops are cut on the
 device. Host memory does not grow with the dataset (data.storage="auto" reads the 190 GB of
-decoded images from disk).
+decoded images from disk). `:image_size=N,depth=D` shrinks it for a test on a CPU, on the
+stand-in that `launch.fake_imagenet` writes.
 """
 
 from research.config import base_config, parse_arg
@@ -17,15 +18,15 @@ BASE_BATCH = 256
 
 
 def get_config(arg=None):
-    parse_arg(arg)  # takes no argument
+    arg = parse_arg(arg, image_size=224, depth=50)  # smaller ones for tests on a CPU
     config = base_config("imagenet_resnet50")
     config.data.name = "imagenet2012"
-    config.data.image_size = 224
+    config.data.image_size = arg.image_size
     config.data.batch_size = BASE_BATCH
     config.data.eval_batch_size = 256
     config.data.validation_fraction = 0.01  # 12,812 images held out of train
     config.model = default_config(
-        "resnet", depth=50, stem="imagenet", zero_init_last_bn=True, dtype="bfloat16"
+        "resnet", depth=arg.depth, stem="imagenet", zero_init_last_bn=True, dtype="bfloat16"
     )
     config.task.augment = "resized_crop_flip"
     config.task.label_smoothing = 0.1

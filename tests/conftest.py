@@ -46,6 +46,14 @@ def make_config():
     return make
 
 
+@pytest.fixture
+def tfds_dir():
+    """The small TFDS datasets of tests/tiny_tfds.py, prepared on disk once per test process."""
+    import tiny_tfds  # imports TensorFlow, which only the tests that use these need
+
+    return tiny_tfds.prepared()
+
+
 @contextlib.contextmanager
 def mock_tfds(num_examples: int):
     """`tfds.testing.mock_data`, with batch reads repaired: TFDS 4.9.10's mock sets the data

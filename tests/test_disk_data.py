@@ -3,12 +3,15 @@ batches, statistics and training as the same data decoded into memory, read only
 needs, and a TFRecord dataset read by index names the command that converts it."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
-from conftest import metrics_without_timing
+from conftest import ROOT, metrics_without_timing
 from PIL import Image
-from sklearn.datasets import load_digits
 
 from research import config as config_lib
 from research import data as data_lib
@@ -18,69 +21,9 @@ from research.errors import UserError
 from research.train.loop import train_and_evaluate
 
 tfds = pytest.importorskip("tensorflow_datasets")
-from launch import prepare_data  # noqa: E402  (after TFDS is known to be there)
-from research.data.tfds_source import import_tfds  # noqa: E402
+from tiny_tfds import TinyPhotos  # noqa: E402  (after TFDS is known to be there)
 
-import_tfds()
-
-
-class TinyDigits(tfds.core.GeneratorBasedBuilder):
-    """scikit-learn's digits as a TFDS dataset: PNG-encoded 8x8x1 images, 10 classes."""
-
-    VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self):
-        features = {
-            "image": tfds.features.Image(shape=(8, 8, 1)),
-            "label": tfds.features.ClassLabel(num_classes=10),
-        }
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
-
-    def _split_generators(self, dl_manager):
-        return {
-            "train": self._generate_examples(0, 1400),
-            "test": self._generate_examples(1400, 1797),
-        }
-
-    def _generate_examples(self, start, stop):
-        digits = load_digits()
-        images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
-        for i in range(start, stop):
-            yield i, {"image": images[i], "label": int(digits.target[i])}
-
-
-class TinyPhotos(tfds.core.GeneratorBasedBuilder):
-    """RGB images of different sizes, as ImageNet's are."""
-
-    VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self):
-        features = {
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "label": tfds.features.ClassLabel(num_classes=2),
-        }
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
-
-    def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples(0, 40), "test": self._generate_examples(40, 50)}
-
-    def _generate_examples(self, start, stop):
-        rng = np.random.default_rng(0)
-        for i in range(start, stop):
-            shape = (int(rng.integers(20, 40)), int(rng.integers(20, 40)), 3)
-            yield i, {"image": rng.integers(0, 256, shape, np.uint8), "label": i % 2}
-
-
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-    """tiny_digits and tiny_photos prepared as ArrayRecord, tiny_digits also as TFRecord."""
-    root = tmp_path_factory.mktemp("tfds")
-    for builder_class in (TinyDigits, TinyPhotos):
-        builder_class(data_dir=str(root / "array_record")).download_and_prepare(
-            file_format="array_record"
-        )
-    TinyDigits(data_dir=str(root / "tfrecord")).download_and_prepare()
-    return root
+from launch import fake_imagenet, prepare_data  # noqa: E402
 
 
 def data_config(name, data_dir, **fields):
@@ -97,10 +40,15 @@ def test_read_by_index_equals_decoded_in_memory(tfds_dir):
     assert {s: disk.size(s) for s in disk.splits} == {"train": 1260, "val": 140, "test": 397}
     assert disk.info == memory.info
     for epoch, step in ((0, 0), (0, 38), (3, 5)):
-        for process in ((0, 1), (1, 2)):
+        for process in ((0, 1), (0, 2), (1, 2)):
             batches = [data_lib.train_batch(d, 7, epoch, step, 32, process) for d in (memory, disk)]
             for key in ("image", "label"):
                 np.testing.assert_array_equal(batches[0][key], batches[1][key])
+        # Two processes read disjoint halves whose union, in order, is the global batch.
+        halves = [data_lib.train_batch(disk, 7, epoch, step, 32, (i, 2)) for i in (0, 1)]
+        whole = data_lib.train_batch(disk, 7, epoch, step, 32)
+        assert len(halves[0]["label"]) == len(halves[1]["label"]) == 16
+        np.testing.assert_array_equal(np.concatenate([h["image"] for h in halves]), whole["image"])
     rows = [text.as_rows(d) for d in (memory, disk)]  # a transform of every split, lazily on disk
     np.testing.assert_array_equal(*(data_lib.train_batch(d, 0, 1, 2, 32)["image"] for d in rows))
     for split in ("val", "test"):
@@ -210,3 +158,115 @@ def test_unprepared_or_unbatchable_tfds_data_says_what_to_do(tfds_dir, tmp_path)
         data_lib.load(data_config("tiny_digits", tmp_path, storage="disk"))
     with pytest.raises(UserError, match="differ in size.*--config.data.image_size=N"):
         data_lib.load(data_config("tiny_photos", tfds_dir / "array_record", batch_size=8))
+
+
+def test_imagenet_stand_in_is_prepared_and_trains_through_the_experiment(tmp_path):
+    """The ImageNet path end to end: official-format archives (2,000 JPEGs of varied sizes over
+    1,000 classes, 500 validation JPEGs) -> launch.prepare_data -> imagenet_resnet50.py, shrunk
+    through its :ARG, read by index with the resize and crop, validation-as-test."""
+    fake_imagenet.write(tmp_path / "raw", per_class=2, val_images=500, sides=(40, 120))
+    prepare_data.prepare("imagenet2012", tmp_path / "raw", str(tmp_path / "tfds"))
+    config = config_lib.load(
+        str(ROOT / "experiments" / "imagenet_resnet50.py") + ":image_size=32,depth=18"
+    )
+    overrides = {
+        "data.tfds_data_dir": str(tmp_path / "tfds"),
+        "data.batch_size": 180,
+        "data.eval_batch_size": 260,
+        "train.num_epochs": 1,
+        "optimizer.warmup_epochs": 0.0,
+        "model.width": 8,
+        "data.storage": "disk",  # what "auto" picks for the real 190 GB
+    }
+    config.unlock()
+    config_lib.apply_overrides(config, overrides)
+    config.lock()
+    dataset = data_lib.load(config.data)
+    assert isinstance(dataset.splits["train"], data_lib.Records)
+    assert {s: dataset.size(s) for s in dataset.splits} == {"train": 1980, "val": 20, "test": 500}
+    assert dataset.info["input_shape"] == (32, 32, 3) and dataset.info["num_classes"] == 1000
+    summary = train_and_evaluate(config, tmp_path / "run")
+    rows = metrics_without_timing(tmp_path / "run")
+    assert [r["split"] for r in rows] == ["train", "val", "test"]
+    assert rows[0]["step"] == 11 and np.isfinite(rows[0]["loss"])  # 1980 // 180 steps
+    # One epoch over 1,000 classes: about chance, ln(1000) = 6.9, on the 500 validation JPEGs.
+    assert (
+        abs(summary["test"]["loss"] - np.log(1000)) < 1
+        and rows[2]["loss"] == summary["test"]["loss"]
+    )
+
+
+GENERATED = """
+import sys
+
+import numpy as np
+
+from research import config as config_lib
+from research import data as data_lib
+from research.train.loop import Preempted, train_and_evaluate
+
+
+def read(rows):
+    image = lambda r: np.full((64, 64, 3), r % 251, np.uint8)
+    return [{"image": image(r), "label": np.int32(r % 10)} for r in rows]
+
+
+@data_lib.SOURCES.register("generated", reads=("validation_fraction",))
+def generated(config):
+    train = data_lib.Records(read, np.arange(int(sys.argv[1])))
+    train, val = data_lib.carve_validation(train, 0.001)
+    test = data_lib.Records(read, np.arange(256))
+    info = data_lib.image_info(train, 10)
+    return data_lib.Dataset({"train": train, "val": val, "test": test}, info)
+
+
+config = config_lib.load("experiments/digits_mlp.py")
+config.unlock()
+config_lib.apply_overrides(config, {
+    "data.name": "generated", "data.batch_size": 64, "model.hidden_sizes": (8,),
+    "train.num_epochs": 1, "train.checkpoint_every_steps": 5,
+})
+config.lock()
+try:
+    train_and_evaluate(config, sys.argv[2])
+except Preempted:
+    pass
+# This program's own peak (ru_maxrss would include the forking test process's).
+print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1])
+"""
+
+
+def peak_rss_of_a_preempted_run(rows: int, workdir) -> int:
+    """Peak RSS in bytes of a run over `rows` generated 64x64x3 images, stopped by SIGTERM once
+    it has trained and saved 10 steps."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", GENERATED, str(rows), str(workdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        saved = workdir.glob("checkpoints/latest/*")
+        if any(p.name.isdigit() and int(p.name) >= 10 for p in saved):
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.1)
+    try:
+        stdout, stderr = process.communicate(timeout=max(deadline - time.time(), 1))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"no 10 steps in 240 s: {process.communicate(timeout=30)}") from None
+    assert process.returncode == 0, stderr[-3000:]
+    return int(stdout.split()[-1]) * 1024
+
+
+def test_host_memory_does_not_grow_with_the_dataset(tmp_path):
+    """2.4 GB of training images (200,000 rows read by index) train with the same peak RSS as
+    24 MB (2,000 rows), within 64 MB, and under a quarter of the data's size (here 514 MB and
+    511 MB): no pass over the split copies it."""
+    small = peak_rss_of_a_preempted_run(2_000, tmp_path / "small")
+    large = peak_rss_of_a_preempted_run(200_000, tmp_path / "large")
+    data_bytes = 200_000 * 64 * 64 * 3
+    assert large < small + (64 << 20) and large < data_bytes / 4, (small, large)

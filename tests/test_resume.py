@@ -37,10 +37,18 @@ def sweep_file(tmp_path_factory):
 
 
 def command(executor: str, sweep_file) -> list[str]:
-    """launch.train for one run, or launch.sweep for a vmapped group of two points."""
-    if executor == "single":
-        return ["launch.train", "--config=experiments/digits_mlp.py", *OVERRIDES]
-    return ["launch.sweep", f"--config={sweep_file}", "--executor=vmap", *OVERRIDES]
+    """launch.train for one run ("disk": reading a TFDS copy of the digits by index from
+    ArrayRecord files), or launch.sweep for a vmapped group of two points."""
+    if executor == "vmap":
+        return ["launch.sweep", f"--config={sweep_file}", "--executor=vmap", *OVERRIDES]
+    single = ["launch.train", "--config=experiments/digits_mlp.py", *OVERRIDES]
+    if executor == "disk":
+        import tiny_tfds  # imports TensorFlow
+
+        data = tiny_tfds.prepared() / "array_record"
+        disk = ("name=tiny_digits", f"tfds_data_dir={data}", "storage=disk", "prefetch=3")
+        single += [f"--config.data.{field}" for field in disk]
+    return single
 
 
 def args(executor, workdir, sweep_file) -> list[str]:
@@ -117,13 +125,13 @@ def assert_same_run(workdir, reference):
         np.testing.assert_array_equal(flat[key], ref_flat[key])
 
 
-@pytest.mark.parametrize("executor", ["single", "vmap"])
+@pytest.mark.parametrize("executor", ["single", "vmap", "disk"])
 def test_sigkill_mid_run_then_rerun_equals_uninterrupted_bit_for_bit(
     executor, uninterrupted, sweep_file, tmp_path
 ):
     reference = uninterrupted(executor)
     process = start(executor, tmp_path, sweep_file)
-    wait_for_checkpoint(tmp_path, 45, process)  # Mid epoch 2 of 2 (35 steps per epoch).
+    wait_for_checkpoint(tmp_path, 45, process)  # Mid epoch 2 of 2 (35 or 39 steps per epoch).
     process.send_signal(signal.SIGKILL)  # Saves run every 3 steps, so this often lands mid-save.
     process.wait(timeout=30)
     # A save cut short leaves a temporary directory; it must never be restored.

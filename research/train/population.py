@@ -160,6 +160,12 @@ class Population:
         return jax.device_put(stacked, self.state_sharding)
 
 
+# XLA's CPU backend at its default optimisation level compiles a network's initialisation (a
+# random-number program per parameter) about 6x slower than at level 2, which gives the same
+# bits (ResNet-18: 35 s -> 6 s on 2 cores). Initialisation runs once, so nothing is lost.
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 2}
+
+
 def build_population(
     configs: Sequence[ml_collections.ConfigDict],
     dataset: data_lib.Dataset,
@@ -268,7 +274,9 @@ def build_population(
             return jax.tree.map(keep, new, state), metrics
 
         evaluate = jax.vmap(eval_point, in_axes=(0, None))
-    state = jax.jit(init, out_shardings=state_sharding)(init_keys, hyperparams["weight_decay"])
+    decays = hyperparams["weight_decay"]
+    init = jax.jit(init, out_shardings=state_sharding).lower(init_keys, decays)
+    state = init.compile(compiler_options=INIT_COMPILER_OPTIONS)(init_keys, decays)
     population = Population(
         configs=list(configs),
         stacked=stacked,
