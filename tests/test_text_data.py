@@ -12,6 +12,7 @@ from research import data
 from research.config import base_config
 from research.data import SOURCES, embedded, text, vocab
 from research.errors import UserError
+from research.train.workdir import with_saved_vocabulary
 
 SAMPLE = "The quick brown fox jumps over the lazy dog.\nPack my box with five dozen liquor jugs!\n"
 
@@ -89,6 +90,46 @@ def test_text_file_splits_by_position_with_a_train_only_vocabulary(tmp_path) -> 
         assert tokens.shape[1] == 17
         decoded = vocabulary.decode(t for t in tokens[:, 1:].ravel() if t)  # unseen: pads
         assert decoded == "".join(c for c in parts[split][1:] if c not in "xyz#")
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "wordpiece"])
+def test_a_text_file_read_in_pieces_and_from_disk_gives_the_windows_of_the_whole_text(
+    tmp_path, monkeypatch, tokenizer
+) -> None:
+    from pydoc_data.topics import topics
+
+    content = "\n\n".join(map(topics.get, sorted(topics)))[:80_000]
+    path = tmp_path / "docs.txt"
+    path.write_text(content, encoding="utf-8")
+    config = data_config("text_file", path=str(path), tokenizer=tokenizer, vocab_size=400)
+    whole = text.language_dataset(config, text.positional_split(content))  # encoded at once
+    if tokenizer == "wordpiece":  # whose training breaks ties at random: compare encodings
+        (tmp_path / "vocab.json").write_text(json.dumps(whole.info["vocabulary"]))
+        config.vocab_path = str(tmp_path / "vocab.json")
+    monkeypatch.setattr(text, "PIECE", 999)  # pieces cut at newlines, not at the split starts
+    for storage in ("memory", "disk"):
+        config.storage = storage
+        dataset = SOURCES.lookup("text_file")(config)
+        assert dataset.info == whole.info
+        for split in text.SPLITS:
+            tokens = data.in_memory(dataset.splits[split])["tokens"]
+            np.testing.assert_array_equal(tokens, whole.splits[split]["tokens"])
+    assert isinstance(dataset.splits["train"], data.Records)  # windows cut from a mapped file
+    assert isinstance(dataset.splits["train"].read.__closure__[0].cell_contents, np.memmap)
+
+
+def test_a_resumed_text_run_reads_the_vocabulary_it_was_trained_with(tmp_path) -> None:
+    config = ml_collections.ConfigDict({"data": data_config("text_file")})
+    assert with_saved_vocabulary(config, tmp_path, overwrite=False) is config  # a new run
+    (tmp_path / "vocab.json").write_text("{}")
+    resumed = with_saved_vocabulary(config, tmp_path, overwrite=False)
+    assert resumed.data.vocab_path == str(tmp_path / "vocab.json")
+    assert config.data.vocab_path is None  # the config itself, and so config.json, unchanged
+    assert with_saved_vocabulary(config, tmp_path, overwrite=True) is config
+    config.data.vocab_path = "given.json"
+    assert with_saved_vocabulary(config, tmp_path, overwrite=False) is config
+    images = base_config("digits_lenet")
+    assert with_saved_vocabulary(images, tmp_path, overwrite=False) is images
 
 
 def test_python_docs_is_the_offline_default() -> None:

@@ -7,6 +7,8 @@ Language-model rows are `tokens` [n, seq_len + 1] int32; classifier rows are `to
 
 import json
 import pathlib
+import tempfile
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import ml_collections
@@ -14,7 +16,17 @@ import numpy as np
 from ml_collections.config_dict import placeholder
 
 from research.checks import PATH, integer, one_of
-from research.data import SOURCES, Arrays, Dataset, carve_validation, embedded, transform, vocab
+from research.data import (
+    SOURCES,
+    Arrays,
+    Dataset,
+    Records,
+    carve_validation,
+    embedded,
+    keep_in_memory,
+    transform,
+    vocab,
+)
 from research.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -52,10 +64,15 @@ def text_fields(seq_len: int, tokenizer: str = "char", vocab_size: int = 8000) -
 SOURCES.declare({**text_fields(seq_len=1), "seq_len": None}, TEXT_CHECKS)  # seq_len: no default
 
 
+def split_starts(length: int) -> dict[str, int]:
+    """Where each split starts in a text of `length` characters: first 90% train, next 5%
+    validation, last 5% test, by position (no shuffling of text)."""
+    return {"train": 0, "val": int(length * 0.9), "test": int(length * 0.95)}
+
+
 def positional_split(text: str) -> dict[str, str]:
-    """First 90% train, next 5% validation, last 5% test, by position (no shuffling of text)."""
-    first, second = int(len(text) * 0.9), int(len(text) * 0.95)
-    return {"train": text[:first], "val": text[first:second], "test": text[second:]}
+    starts = [*split_starts(len(text)).values(), len(text)]
+    return {split: text[starts[i] : starts[i + 1]] for i, split in enumerate(SPLITS)}
 
 
 def windows(ids: np.ndarray, seq_len: int) -> np.ndarray:
@@ -70,36 +87,108 @@ def windows(ids: np.ndarray, seq_len: int) -> np.ndarray:
     return padded[np.arange(count)[:, None] * seq_len + np.arange(seq_len + 1)]
 
 
-def _read_text(path: str | None, key: str) -> str:
+def window_records(ids: np.ndarray, seq_len: int) -> Records:
+    """`windows(ids, seq_len)` read by row index, without materialising them: for token ids
+    mapped from disk."""
+    count = max(-(-(len(ids) - 1) // seq_len), 1)
+
+    def read(rows: list[int]) -> list[Arrays]:
+        tokens = np.zeros((len(rows), seq_len + 1), np.int32)
+        for window, row in zip(tokens, rows, strict=True):
+            piece = ids[row * seq_len : (row + 1) * seq_len + 1]
+            window[: len(piece)] = piece
+        return [{"tokens": window} for window in tokens]
+
+    return Records(read, np.arange(count))
+
+
+def _check_file(path: str | None, key: str) -> pathlib.Path:
     if not path:
         raise UserError(f"This dataset reads a local file: pass --config.{key}=FILE.")
     file = pathlib.Path(path)
     if not file.is_file():
         raise UserError(f"{key}={path!r} is not a file. Pass the path of an existing UTF-8 file.")
+    return file
+
+
+def _not_utf8(path: str, key: str, error: UnicodeDecodeError) -> UserError:
+    return UserError(
+        f"{key}={path!r} is not UTF-8 ({error.reason}). "
+        "Convert it, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`."
+    )
+
+
+def _read_text(path: str | None, key: str) -> str:
+    file = _check_file(path, key)
     try:
         return file.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise UserError(
-            f"{key}={path!r} is not UTF-8 (byte {error.start}: {error.reason}). "
-            "Convert it, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`."
-        ) from None
+        raise _not_utf8(path, key, error) from None
 
 
-def _vocabulary(config: ml_collections.ConfigDict, train_texts: list[str]) -> vocab.Vocabulary:
+PIECE = 1 << 22  # characters a streamed text file is read and tokenised in
+
+
+def _stream(file: pathlib.Path, key: str, starts: dict[str, int] | None = None) -> Iterator:
+    """A UTF-8 file as (split, piece) pairs of about PIECE characters, cut where a split starts
+    and otherwise after a newline (no tokeniser joins characters across one, so the pieces
+    encode to the ids of the whole split). Without `starts`, all of it as the train split."""
+    bounds = sorted(((start, split) for split, start in (starts or {"train": 0}).items()))
+    position, carry, index = 0, "", 0
+    try:
+        with file.open(encoding="utf-8") as text:
+            while chunk := text.read(PIECE):
+                carry += chunk
+                while index + 1 < len(bounds) and position + len(carry) >= bounds[index + 1][0]:
+                    cut = bounds[index + 1][0] - position
+                    yield bounds[index][1], carry[:cut]
+                    position, carry, index = position + cut, carry[cut:], index + 1
+                cut = carry.rfind("\n") + 1
+                if cut:
+                    yield bounds[index][1], carry[:cut]
+                    position, carry = position + cut, carry[cut:]
+    except UnicodeDecodeError as error:
+        raise _not_utf8(str(file), key, error) from None
+    yield bounds[index][1], carry
+    for _, split in bounds[index + 1 :]:  # splits that start at the very end
+        yield split, ""
+
+
+def _characters(file: pathlib.Path, key: str) -> int:
+    return sum(len(piece) for _, piece in _stream(file, key))
+
+
+def _ids(pieces: Iterable[np.ndarray], on_disk: bool) -> np.ndarray:
+    """Token ids joined in memory, or written to an anonymous temporary file (gone when the
+    process ends, however it ends) and mapped back read-only."""
+    if not on_disk:
+        return np.concatenate([np.zeros(0, np.int32), *pieces])
+    file = tempfile.TemporaryFile(prefix="tokens_")
+    for ids in pieces:
+        file.write(np.asarray(ids, np.int32).tobytes())
+    file.flush()
+    if not file.tell():
+        return np.zeros(0, np.int32)
+    return np.memmap(file, np.int32, "r")
+
+
+def _vocabulary(config: ml_collections.ConfigDict, train_texts: Iterable[str]) -> vocab.Vocabulary:
     """The run's vocabulary: read from `vocab_path`, else fitted to the training text only."""
     if config.vocab_path:
         return vocab.from_json(json.loads(_read_text(config.vocab_path, "data.vocab_path")))
     return vocab.build(config.tokenizer, train_texts, config.vocab_size)
 
 
-def _check_lengths(config: ml_collections.ConfigDict, texts: dict[str, str], ids: Arrays) -> None:
+def _check_lengths(
+    config: ml_collections.ConfigDict, characters: dict[str, int], ids: Arrays
+) -> None:
     """Every split needs a target to score (else its mean divides by zero) and train one batch of
     windows; the message counts what there is and says which batch_size or seq_len would fit."""
     for split in SPLITS:
         if not np.count_nonzero(ids[split][1:]):  # id 0: pad, or a character train lacks
             raise UserError(
                 f"The {split} split of data.name={config.name!r} has nothing to score: its "
-                f"{len(texts[split])} characters make {len(ids[split])} tokens, and none after "
+                f"{characters[split]} characters make {len(ids[split])} tokens, and none after "
                 "the first is in the vocabulary of the train split (what it lacks becomes "
                 "padding, which is not scored). Every split needs 2 tokens or more, one to read "
                 "and one to predict. Use a longer text, one whose parts share characters."
@@ -110,7 +199,7 @@ def _check_lengths(config: ml_collections.ConfigDict, texts: dict[str, str], ids
         fits = (tokens - 1) // batch_size  # this seq_len makes at least batch_size windows
         raise UserError(
             f"The train split of data.name={config.name!r} has {tokens} tokens "
-            f"({len(texts['train'])} characters): {count} window(s) of data.seq_len={seq_len}, "
+            f"({characters['train']} characters): {count} window(s) of data.seq_len={seq_len}, "
             f"but one batch of data.batch_size={batch_size} needs {batch_size} windows, "
             f"{batch_size * seq_len + 1} tokens. Pass --config.data.batch_size={count}"
             + (f", or --config.data.seq_len={fits}" if fits else "")
@@ -122,7 +211,7 @@ def language_dataset(config: ml_collections.ConfigDict, texts: dict[str, str]) -
     """Texts of train/val/test -> windows of `config.seq_len + 1` tokens (see `windows`)."""
     vocabulary = _vocabulary(config, [texts["train"]])
     ids = {split: vocabulary.encode(texts[split]) for split in SPLITS}
-    _check_lengths(config, texts, ids)
+    _check_lengths(config, {split: len(texts[split]) for split in SPLITS}, ids)
     splits = {split: {"tokens": windows(ids[split], config.seq_len)} for split in SPLITS}
     return Dataset(splits, vocab.info(vocabulary))
 
@@ -220,17 +309,29 @@ def python_docs(config: ml_collections.ConfigDict) -> Dataset:
     return language_dataset(config, positional_split("\n\n".join(map(topics.get, sorted(topics)))))
 
 
-@SOURCES.register("text_file", reads=("path", *TOKENS))
+@SOURCES.register("text_file", reads=("path", "storage", *TOKENS))
 def text_file(config: ml_collections.ConfigDict) -> Dataset:
-    """Any UTF-8 file at `data.path`, split 90/5/5 by position."""
-    content = _read_text(config.path, "data.path")
-    if len(content) < MIN_CHARACTERS:
+    """Any UTF-8 file at `data.path`, split 90/5/5 by position. Read in pieces: a file larger
+    than memory is tokenised piece by piece into a temporary file that batches read by index
+    (data.storage; "auto" keeps up to MEMORY_BUDGET_BYTES of ids and windows in memory)."""
+    file = _check_file(config.path, "data.path")
+    length = _characters(file, "data.path")
+    if length < MIN_CHARACTERS:
         raise UserError(
-            f"data.path={config.path!r} has {len(content)} characters, but text_file needs at "
+            f"data.path={config.path!r} has {length} characters, but text_file needs at "
             f"least {MIN_CHARACTERS}: it keeps the last 5% for validation and 5% for test, and "
             "each needs 2 characters (one to read, one to predict). Use a longer text."
         )
-    return language_dataset(config, positional_split(content))
+    starts = split_starts(length)
+    pieces = lambda split: (p for s, p in _stream(file, "data.path", starts) if s == split)
+    vocabulary = _vocabulary(config, pieces("train"))
+    on_disk = not keep_in_memory(config, 8 * length)  # ids and windows, int32, ~1 per char
+    ids = {split: _ids(map(vocabulary.encode, pieces(split)), on_disk) for split in SPLITS}
+    bounds = [*starts.values(), length]
+    _check_lengths(config, {s: bounds[i + 1] - bounds[i] for i, s in enumerate(SPLITS)}, ids)
+    rows = window_records if on_disk else lambda ids, seq_len: {"tokens": windows(ids, seq_len)}
+    splits = {split: rows(ids[split], config.seq_len) for split in SPLITS}
+    return Dataset(splits, vocab.info(vocabulary))
 
 
 @SOURCES.register("tiny_shakespeare", reads=(*TOKENS, *TFDS))

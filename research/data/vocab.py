@@ -76,6 +76,13 @@ class WordPieceVocabulary:
             vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS), show_progress=False
         )
         tokenizer.train_from_iterator(texts, trainer)
+        # The trainer numbers tokens in hash-map order, which changes from call to call, and
+        # breaks ties between equally frequent merges the same way, so even the set of tokens
+        # may differ in a few. Sorted ids at least make an equal set number its tokens equally;
+        # a resumed run reads its saved vocab.json (research.train.workdir).
+        learned = sorted(set(tokenizer.get_vocab()) - set(WORDPIECE_SPECIALS))
+        ids = {token: i for i, token in enumerate([*WORDPIECE_SPECIALS, *learned])}
+        tokenizer.model = models.WordPiece(ids, unk_token="[UNK]")
         return cls(tokenizer)
 
     @property

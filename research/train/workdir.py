@@ -27,6 +27,20 @@ RECORD_DIRS = ("checkpoints", "tensorboard")
 LOCK_FILE = ".lock"
 
 
+def with_saved_vocabulary(
+    config: ml_collections.ConfigDict, workdir: pathlib.Path, overwrite: bool
+) -> ml_collections.ConfigDict:
+    """`config`, reading the vocabulary a resumed text run was trained with. Fitted again, a
+    WordPiece vocabulary may differ: its trainer breaks ties between equally frequent merges in
+    hash order, and the restored parameters would then read renumbered tokens."""
+    saved = workdir / "vocab.json"
+    if overwrite or config.data.get("vocab_path", "") is not None or not saved.is_file():
+        return config
+    config = config.copy_and_resolve_references()
+    config.data.vocab_path = str(saved)
+    return config
+
+
 def saved_config(workdir: pathlib.Path) -> dict | None:
     """The workdir's config.json, None if there is none; a damaged one is a UserError."""
     path = workdir / "config.json"
