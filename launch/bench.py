@@ -3,11 +3,17 @@
 `python -m launch.bench --config=experiments/NAME.py[:ARG] [--batch_size=B] [--steps=N]`
 builds the state and step exactly as launch.train does, then times the step on one
 device-resident batch (synthetic) and on the real input pipeline (a fresh batch per step).
+`--compare=torch` times the same step against its PyTorch twin (research.torch_twins) in
+alternating rounds; `--suite=accelerator` benchmarks the entries of launch.bench_suite.
 """
 
 import collections
+import contextlib
+import itertools
 import json
+import os
 import pathlib
+import statistics
 import time
 from typing import Any
 
@@ -16,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from launch import common
+from launch import bench_suite, common
 from research import data as data_lib
 from research.flops import matmul_flops
 from research.train import sharding
@@ -43,6 +49,17 @@ flags.DEFINE_string(
     "START:END: a jax.profiler trace of timed pipeline steps START to END - 1 into "
     "runs/bench/profile/<experiment name>.",
 )
+flags.DEFINE_string(
+    "compare",
+    None,
+    "torch: time the step against its PyTorch twin on one fixed batch, in alternating rounds of "
+    "--steps steps (PyTorch is the optional extra: pip install -e '.[bench]').",
+)
+flags.DEFINE_integer("rounds", 7, "Rounds of each side for --compare; medians are reported.")
+flags.DEFINE_string(
+    "suite", None, f"One of {sorted(bench_suite.SUITES)}: a fixed set of benchmarks instead."
+)
+flags.DEFINE_bool("shrink", False, "Tiny shapes for every --suite entry: a test, not a figure.")
 FLAGS = flags.FLAGS
 
 # Dense peak FLOP/s per chip by compute dtype; float32 on NVIDIA tensor cores is TF32, which
@@ -109,15 +126,31 @@ def _time_steps(train_step, state, batches, count: int, trace=None) -> tuple[Any
     return state, time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def built(config, dataset: data_lib.Dataset | None = None):
+    """Inside the config's mesh: its task, model, population and initial state, built exactly
+    as launch.train builds them; `dataset` replaces the config's data."""
+    mesh = sharding.make_mesh(config.mesh)
+    with jax.set_mesh(mesh):
+        dataset, task, model = build_setup(config, dataset)
+        population, state = build_population([config], dataset, task, model, mesh, stacked=False)
+        yield task, model, population, state
+
+
+def _compile(train_step, state, batch) -> tuple[Any, float, bool]:
+    """The compiled step, the seconds its compilation took, and whether the cache had it."""
+    hits_before = EVENTS[CACHE_HIT]
+    start = time.perf_counter()
+    compiled = train_step.lower(state, jnp.ones(1, bool), batch).compile()
+    return compiled, time.perf_counter() - start, EVENTS[CACHE_HIT] > hits_before
+
+
 def benchmark(
     config, steps: int, warmup: int, dataset: data_lib.Dataset | None = None, trace=None
 ) -> dict:
     """The benchmark's fields for a locked config; `dataset` replaces the config's data; a
     `trace` records the steps it names of the timed pipeline measurement."""
-    mesh = sharding.make_mesh(config.mesh)
-    with jax.set_mesh(mesh):
-        dataset, task, model = build_setup(config, dataset)
-        population, state = build_population([config], dataset, task, model, mesh, stacked=False)
+    with built(config, dataset) as (_, _, population, state):
         train_step = population.train_step
 
         def pipeline(start: int = 0):
@@ -129,18 +162,9 @@ def benchmark(
 
         first, active = next(pipeline()), jnp.ones(1, bool)
         flops = matmul_flops(train_step, state, active, first)  # global: the whole batch
-        hits_before = EVENTS[CACHE_HIT]
-        start = time.perf_counter()
-        compiled = train_step.lower(state, active, first).compile()
-        compile_time = time.perf_counter() - start
-        cache_hit = EVENTS[CACHE_HIT] > hits_before
-
-        def same_batch():
-            while True:
-                yield first
-
-        state, _ = _time_steps(compiled, state, same_batch(), warmup)
-        state, synthetic_time = _time_steps(compiled, state, same_batch(), steps)
+        compiled, compile_time, cache_hit = _compile(train_step, state, first)
+        state, _ = _time_steps(compiled, state, itertools.repeat(first), warmup)
+        state, synthetic_time = _time_steps(compiled, state, itertools.repeat(first), steps)
         batches = pipeline(1)
         state, _ = _time_steps(compiled, state, batches, warmup)
         state, pipeline_time = _time_steps(compiled, state, batches, steps, trace)
@@ -148,6 +172,7 @@ def benchmark(
         start = time.perf_counter()
         jax.block_until_ready([next(batches) for _ in range(steps)])
         input_time = time.perf_counter() - start
+        devices = population.mesh.size
 
     batch_size = config.data.batch_size
     synthetic = steps * batch_size / synthetic_time
@@ -161,9 +186,10 @@ def benchmark(
         "experiment": config.name,
         "backend": jax.default_backend(),
         "device_kind": device.device_kind,
-        "devices": mesh.size,
+        "devices": devices,
         "dtype": dtype,
         "batch_size": batch_size,
+        "input_shape": {key: value.shape[1:] for key, value in first.items()},
         "steps": steps,
         "compile_time_s": compile_time,
         "compile_cache_hit": cache_hit,
@@ -174,8 +200,8 @@ def benchmark(
         "step_ms_synthetic": 1e3 * synthetic_time / steps,
         "flops_per_example": flops_per_example,
         "achieved_flops_per_sec": achieved,
-        "peak_flops_per_sec": peak and peak * mesh.size,
-        "mfu": achieved / (peak * mesh.size) if achieved and peak else None,
+        "peak_flops_per_sec": peak and peak * devices,
+        "mfu": achieved / (peak * devices) if achieved and peak else None,
     }
 
 
@@ -186,9 +212,117 @@ def _uncached_compile_time(result: dict, out: pathlib.Path) -> float | None:
     return json.loads(out.read_text()).get("uncached_compile_time_s") if out.exists() else None
 
 
-def check_flags() -> tuple[int, ...]:
-    """Refuses counts the benchmark cannot use before anything is built; returns the fake
-    image shape (empty without --fake_data)."""
+def _torch_twins():
+    """research.torch_twins, or exit 2 saying how to install PyTorch, an optional extra.
+
+    Torch's OpenMP threads wait for work by spinning unless told otherwise: on cores that
+    other processes share, that made its steps 4-20x slower here, so unless the environment
+    says otherwise they wait passively (read once, as torch loads)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        from research import torch_twins
+    except ImportError as error:
+        common.fail(f"--compare=torch needs PyTorch ({error}): pip install -e '.[bench]'.")
+    return torch_twins
+
+
+def compare_with_torch(twins, config, dataset, rounds: int, steps: int, warmup: int) -> dict:
+    """Our step against its PyTorch twin (`twins` is research.torch_twins) on one fixed batch,
+    in `rounds` rounds of `steps` steps, ours then PyTorch's, so a load on the machine slows
+    both alike. The ratio is PyTorch's time over ours: above 1, ours is faster."""
+    threads = len(os.sched_getaffinity(0))
+    twins.torch.set_num_threads(threads)
+    with built(config, dataset) as (task, model, population, state):
+        first = population.batch_at(0, 0)
+        key = jax.random.key(config.seed)
+        torch_step, torch_parameters = twins.train_step(
+            config, task, model, jax.device_get(first), key
+        )
+        parameters = sum(leaf.size for leaf in jax.tree.leaves(state.params))
+        if parameters != torch_parameters:
+            common.fail(
+                f"the PyTorch twin of model.name={config.model.name!r} has {torch_parameters:,} "
+                f"trainable parameters and ours {parameters:,}: not the same architecture."
+            )
+        compiled, compile_time, _ = _compile(population.train_step, state, first)
+
+        def ours(count: int) -> float:
+            nonlocal state
+            state, seconds = _time_steps(compiled, state, itertools.repeat(first), count)
+            return seconds
+
+        def theirs(count: int) -> float:
+            start = time.perf_counter()
+            for _ in range(count):
+                torch_step()
+            return time.perf_counter() - start
+
+        print(
+            f"PyTorch {twins.torch.__version__} on {threads} threads (torch.set_num_threads: the "
+            f"cores this process may use; JAX's {jax.default_backend()} backend uses them too), "
+            f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; {parameters:,} trainable "
+            "parameters each",
+            flush=True,
+        )
+        ours(warmup), theirs(warmup)
+        per_round = []
+        for index in range(rounds):
+            ours_ms, torch_ms = (1e3 * measure(steps) / steps for measure in (ours, theirs))
+            ratio = torch_ms / ours_ms
+            per_round.append({"ours_ms": ours_ms, "torch_ms": torch_ms, "ratio": ratio})
+            print(
+                f"round {index + 1}/{rounds}: ours {ours_ms:.1f} ms/step, "
+                f"PyTorch {torch_ms:.1f} ms/step, PyTorch/ours {ratio:.2f}",
+                flush=True,
+            )
+    ratios = [r["ratio"] for r in per_round]
+    return {
+        "experiment": config.name,
+        "model": config.model.name,
+        "optimizer": config.optimizer.name,
+        "batch_size": config.data.batch_size,
+        "input_shape": {key: value.shape[1:] for key, value in first.items()},
+        "parameters": parameters,
+        "backend": jax.default_backend(),
+        "jax_version": jax.__version__,
+        "torch_version": twins.torch.__version__,
+        "threads": threads,
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+        "steps_per_round": steps,
+        "compile_time_s": compile_time,
+        "rounds": per_round,
+        "median_ours_ms": statistics.median(r["ours_ms"] for r in per_round),
+        "median_torch_ms": statistics.median(r["torch_ms"] for r in per_round),
+        "median_ratio": statistics.median(ratios),
+        "ratio_range": [min(ratios), max(ratios)],
+    }
+
+
+def run_suite(name: str, steps: int, warmup: int, shrink: bool) -> dict:
+    """Every entry of suite `name` through `benchmark()`; all configs are loaded and checked
+    before the first is built."""
+    entries = bench_suite.SUITES[name]
+    configs = []
+    for entry in entries:
+        FLAGS.config = entry.config  # as if run with --config=entry.config
+        configs.append(common.load_config({**entry.overrides, **(entry.shrunk if shrink else {})}))
+    start = time.perf_counter()
+    results = []
+    for entry, config in zip(entries, configs, strict=True):
+        shape = entry.shrunk_fake_shape if shrink else entry.fake_shape
+        dataset = shape and fake_dataset(config.data.batch_size, shape, 1000)
+        result = benchmark(config, steps, warmup, dataset or None)
+        result.update(entry=entry.name, config=entry.config, fake_data=bool(shape), unit=entry.unit)
+        result["throughput"] = bench_suite.throughput(entry, result)
+        print(f"{entry.name}: {result['throughput']:,.0f} {entry.unit}/s", flush=True)
+        results.append(result)
+    wall = time.perf_counter() - start
+    return {"suite": name, "shrink": shrink, "wall_s": wall, "results": results}
+
+
+def check_flags(overrides: dict[str, str]) -> tuple[int, ...]:
+    """Refuses counts and combinations the benchmark cannot use before anything is built;
+    returns the fake image shape (empty without --fake_data)."""
     fake_classes = FLAGS.fake_classes if FLAGS.fake_data else None
     wrong = [
         f"--{name}={value} must be >= {least} ({meaning})"
@@ -197,9 +331,24 @@ def check_flags() -> tuple[int, ...]:
             ("warmup_steps", FLAGS.warmup_steps, 0, "the untimed steps before each"),
             ("batch_size", FLAGS.batch_size, 1, "or omitted for the experiment's own"),
             ("fake_classes", fake_classes, 1, "the number of labels"),
+            ("rounds", FLAGS.rounds, 1, "the rounds of each side of --compare"),
         )
         if value is not None and value < least
     ]
+    if FLAGS.compare not in (None, "torch"):
+        wrong.append(f"--compare={FLAGS.compare} must be torch (the framework with twins)")
+    if FLAGS.suite not in (None, *bench_suite.SUITES):
+        wrong.append(f"--suite={FLAGS.suite} must be one of {sorted(bench_suite.SUITES)}")
+    if FLAGS.suite is not None:
+        fixed = ("config", "batch_size", "fake_data", "compare", "profile_steps")
+        given = [f"--{name}" for name in fixed if FLAGS[name].present]
+        given += [f"--config.{key}" for key in overrides]
+        if given:
+            wrong.append(f"--suite sets its own experiments and data; drop {', '.join(given)}")
+    if FLAGS.shrink and FLAGS.suite is None:
+        wrong.append("--shrink shrinks the entries of a --suite, which is not given")
+    if FLAGS.compare and FLAGS.profile_steps is not None:
+        wrong.append("--profile_steps traces the plain benchmark, not --compare")
     shape = tuple(FLAGS.fake_shape) if FLAGS.fake_data else ()
     if FLAGS.fake_data and not (shape and all(n.isdigit() and int(n) > 0 for n in shape)):
         wrong.append(f"--fake_shape={','.join(shape)} must be positive integers (e.g. 224,224,3)")
@@ -211,14 +360,38 @@ def check_flags() -> tuple[int, ...]:
 def main(argv: list[str], overrides: dict[str, str]) -> None:
     if len(argv) > 1:
         common.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
-    shape = check_flags()
+    shape = check_flags(overrides)
+    enable_compilation_cache(FLAGS.cache_dir)
+    if FLAGS.suite is not None:
+        result = run_suite(FLAGS.suite, FLAGS.steps, FLAGS.warmup_steps, FLAGS.shrink)
+        out = _write(result, FLAGS.out or f"runs/bench/{FLAGS.suite}.json")
+        table = bench_suite.markdown(result["results"])
+        out.with_suffix(".md").write_text(table)
+        print(f"{table}wrote {out.with_suffix('.md')}", flush=True)
+        return
     if FLAGS.batch_size is not None:
         overrides = {**overrides, "data.batch_size": str(FLAGS.batch_size)}
     config = common.load_config(overrides)
-    enable_compilation_cache(FLAGS.cache_dir)
+    twins = _torch_twins() if FLAGS.compare else None
+    if twins and twins.unsupported(config):
+        reasons = "; ".join(twins.unsupported(config))
+        common.fail(f"cannot compare {config.name} with its PyTorch twin: {reasons}.")
     dataset = None
     if FLAGS.fake_data:
         dataset = fake_dataset(config.data.batch_size, shape, FLAGS.fake_classes)
+    if twins:
+        result = compare_with_torch(
+            twins, config, dataset, FLAGS.rounds, FLAGS.steps, FLAGS.warmup_steps
+        )
+        result.update(config=FLAGS.config, overrides=overrides, fake_data=FLAGS.fake_data)
+        low, high = result["ratio_range"]
+        print(
+            f"median PyTorch/ours {result['median_ratio']:.2f} (rounds {low:.2f} to {high:.2f}); "
+            "above 1, ours is faster",
+            flush=True,
+        )
+        _write(result, FLAGS.out or f"runs/bench/{config.name}_vs_torch.json")
+        return
     trace = None
     if FLAGS.profile_steps is not None:
         steps = common.step_range(FLAGS.profile_steps)
@@ -236,11 +409,17 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         uncached_compile_time_s=uncached,
         compile_time_saved_s=uncached and uncached - result["compile_time_s"],
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     for key, value in result.items():
         print(f"{key:30s} {value}")
+    _write(result, out)
+
+
+def _write(result: dict, path: str | pathlib.Path) -> pathlib.Path:
+    out = pathlib.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

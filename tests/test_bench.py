@@ -1,6 +1,7 @@
 """Tests of launch/bench.py: the JSON fields for a tiny model, and the compilation-cache hit."""
 
 import json
+import os
 
 import pytest
 from conftest import run_module
@@ -62,3 +63,177 @@ def test_unusable_counts_are_refused_before_anything_is_built(tmp_path) -> None:
     for words in (*flags[:3], flags[4], "--fake_shape=a,3 must be positive integers", ">= 1"):
         assert words in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+# The twins' model variants, as (model.name, fields, one example input).
+TWIN_CASES = [
+    ("lenet", {"num_classes": 10}, ("image", (28, 28, 1))),
+    ("lenet", {"num_classes": 3, "padding": ("SAME", "SAME"), "pool": "avg"}, ("image", (8, 8, 1))),
+    ("cifar_resnet", {"depth": 20}, ("image", (32, 32, 3))),
+    ("resnet", {"depth": 50, "width": 8, "num_classes": 7}, ("image", (64, 64, 3))),
+    ("resnet", {"depth": 18, "width": 8, "stem": "cifar"}, ("image", (16, 16, 3))),
+    ("rnn_lm", {"vocab_size": 30, "num_layers": 2, "hidden_size": 16}, ("tokens", (12,))),
+    ("rnn_lm", {"vocab_size": 30, "cell": "rnn", "hidden_size": 16}, ("tokens", (12,))),
+    ("bert_mlm", {"vocab_size": 30, "max_len": 16, "embed_dim": 32}, ("tokens", (16,))),
+]
+
+
+@pytest.mark.parametrize("name, fields, example", TWIN_CASES)
+def test_twins_have_our_trainable_parameter_count(name, fields, example) -> None:
+    """The count the comparison checks before timing: equal for every mirrored variant."""
+    torch_twins = pytest.importorskip("research.torch_twins")
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    from research.models import build_model
+
+    model = build_model(name, **fields)
+    kind, shape = example
+    inputs = jnp.ones((2, *shape), jnp.float32 if kind == "image" else jnp.int32)
+    if name == "bert_mlm":
+        inputs = (inputs, jnp.zeros((2, 3), jnp.int32))
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), inputs, train=False))
+    ours = sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(variables["params"]))
+    first = torch.ones(2, shape[-1], *shape[:-1]) if kind == "image" else torch.ones(2, *shape)
+    twin = torch_twins.TWINS[name](model, first.long() if kind == "tokens" else first)
+    assert sum(p.numel() for p in twin.parameters() if p.requires_grad) == ours
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_torch_optimizer_makes_our_updates(name) -> None:
+    """Three steps of each optimizer with weight decay (on kernels only) move a layer's
+    parameters the same in torch.optim and in research.train.optim."""
+    torch_twins = pytest.importorskip("research.torch_twins")
+    import jax
+    import ml_collections
+    import numpy as np
+    import optax
+    import torch
+
+    from research.train.optim import make_optimizer
+
+    config = ml_collections.ConfigDict(
+        {
+            "name": name,
+            "learning_rate": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 0.05,
+            "schedule": "constant",
+            "warmup_epochs": 0.0,
+            "grad_clip_norm": 0.0,
+            "ema_decay": 0.0,
+        }
+    )
+    layer = torch.nn.Linear(3, 2)
+    params = {"kernel": layer.weight.detach().numpy().copy(), "bias": layer.bias.detach().numpy()}
+    params = jax.tree.map(np.array, params)
+    tx = make_optimizer(config, steps_per_epoch=10, num_epochs=1)
+    state, update = tx.init(params), torch_twins.optimizer(config, layer)
+    for step in range(3):
+        grads = {"kernel": np.full((2, 3), 0.3 + step, np.float32), "bias": np.ones(2, np.float32)}
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        layer.weight.grad, layer.bias.grad = (torch.from_numpy(g) for g in grads.values())
+        update.step()
+    np.testing.assert_allclose(layer.weight.detach().numpy(), params["kernel"], atol=1e-5)
+    np.testing.assert_allclose(layer.bias.detach().numpy(), params["bias"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compare_with_torch_alternates_rounds_and_writes_the_ratio(tmp_path) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "compare.json"
+    result = run_module(
+        "launch.bench",
+        "--config=experiments/digits_lenet.py",
+        "--config.model.features=(4, 8)",
+        "--compare=torch",
+        "--rounds=3",
+        "--steps=2",
+        "--warmup_steps=1",
+        f"--out={out}",
+        f"--cache_dir={tmp_path / 'cache'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OMP_WAIT_POLICY=PASSIVE" in result.stdout and "2 threads" in result.stdout
+    assert [line[:9] for line in result.stdout.splitlines() if line.startswith("round")] == [
+        "round 1/3",
+        "round 2/3",
+        "round 3/3",
+    ]
+    report = json.loads(out.read_text())
+    ratios = [r["ratio"] for r in report["rounds"]]
+    assert report["median_ratio"] == sorted(ratios)[1]
+    assert report["ratio_range"] == [min(ratios), max(ratios)]
+    assert all(r["ratio"] == pytest.approx(r["torch_ms"] / r["ours_ms"]) for r in report["rounds"])
+    convs = (25 * 1 * 4 + 4) + (25 * 4 * 8 + 8)  # 5x5 kernels and biases
+    dense = (2 * 2 * 8 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)
+    assert report["parameters"] == convs + dense
+    assert report["optimizer"] == "adam" and report["batch_size"] == 32
+    assert report["input_shape"]["image"] == [8, 8, 1]
+
+
+def test_compare_refuses_models_without_twins_and_unmirrored_settings() -> None:
+    pytest.importorskip("torch")
+    result = run_module("launch.bench", "--config=experiments/digits_mlp.py", "--compare=torch")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.name='mlp' has no PyTorch twin" in result.stderr
+    for name in ("bert_mlm", "cifar_resnet", "lenet", "resnet", "rnn_lm"):
+        assert name in result.stderr
+    result = run_module(
+        "launch.bench",
+        "--config=experiments/cifar10_resnet20.py",
+        "--config.model.preact=true",
+        "--config.optimizer.ema_decay=0.9",
+        "--compare=torch",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.preact=True" in result.stderr and "optimizer.ema_decay" in result.stderr
+
+
+def test_comparison_and_suite_flags_are_refused_before_anything_is_built(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    flags = ("--compare=tf", "--suite=gpu", "--rounds=0")
+    result = run_module("launch.bench", *flags, f"--out={out}", timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    for words in ("--compare=tf must be torch", "--suite=gpu must be one of", "--rounds=0"):
+        assert words in result.stderr
+    suite = ("--suite=accelerator", "--config=experiments/digits_lenet.py", "--config.seed=1")
+    result = run_module("launch.bench", *suite, "--batch_size=8", f"--out={out}", timeout=120)
+    assert result.returncode == 2
+    assert "drop --config, --batch_size, --config.seed" in result.stderr
+    result = run_module("launch.bench", "--shrink", f"--out={out}", timeout=120)
+    assert result.returncode == 2 and "--shrink" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_accelerator_suite_shrunk_writes_json_and_table(tmp_path) -> None:
+    out = tmp_path / "accelerator.json"
+    result = run_module(
+        "launch.bench",
+        "--suite=accelerator",
+        "--shrink",
+        "--steps=2",
+        "--warmup_steps=1",
+        f"--out={out}",
+        f"--cache_dir={os.environ['JAX_COMPILATION_CACHE_DIR']}",  # conftest's: cold once
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    names = [r["entry"] for r in report["results"]]
+    assert names == ["resnet50_bf16_fake_imagenet", "bert_base_mlm_bf16", "char_lstm"]
+    resnet, bert, lstm = report["results"]
+    assert resnet["fake_data"] and resnet["input_shape"]["image"] == [32, 32, 3]
+    assert resnet["dtype"] == "bfloat16" and bert["dtype"] == "bfloat16"
+    assert bert["throughput"] == pytest.approx(16 * bert["synthetic_examples_per_sec"])
+    assert lstm["throughput"] == pytest.approx(17 * lstm["synthetic_examples_per_sec"])
+    assert resnet["throughput"] == resnet["synthetic_examples_per_sec"]
+    for r in report["results"]:
+        assert r["pipeline_over_synthetic"] > 0 and r["compile_time_s"] > 0
+        assert r["flops_per_example"] > 0
+    table = out.with_suffix(".md").read_text().splitlines()
+    assert len(table) == 5 and table[2].startswith("| resnet50_bf16_fake_imagenet | cpu |")
+    assert "images/s" in table[2] and "tokens/s" in table[3] and "n/a" in table[4]
