@@ -2,7 +2,7 @@
 
 from research.config import base_config, parse_arg
 from research.models import default_config
-from research.sweep import axis, product
+from research.sweep import axis, choice, log, product
 
 
 def get_config(arg=None):
@@ -28,3 +28,12 @@ def sweep():
         axis("train.num_epochs", [10, 20]),
         axis("seed", [0, 1]),
     )
+
+
+def search():
+    """For `launch.tune`: Adam's step size and coupled L2 on a log scale, and the batch size."""
+    return {
+        "optimizer.learning_rate": log(2e-4, 1e-2),
+        "optimizer.weight_decay": log(1e-6, 1e-3),
+        "data.batch_size": choice([64, 128, 256]),
+    }

@@ -95,7 +95,7 @@ def is_complete(point: Point, workdir: pathlib.Path) -> bool:
     return not config_lib.differences(json.loads(saved.read_text()), point.config)
 
 
-def _start(point: Point, workdir: pathlib.Path) -> None:
+def start_point(point: Point, workdir: pathlib.Path) -> None:
     """Marks a point as this sweep's (sweep_point.json) and clears the last attempt's error."""
     workdir.mkdir(parents=True, exist_ok=True)
     records.write_json(
@@ -203,7 +203,7 @@ def compilation_cache(directory: pathlib.Path, in_process: bool):
             cache.reset_cache()
 
 
-def _value_flag(value: Any) -> str:
+def value_flag(value: Any) -> str:
     """A value as `--config.KEY=VALUE` text that research.config parses back to it."""
     return value if isinstance(value, str) else repr(_listless(value))
 
@@ -218,7 +218,7 @@ def train_command(
     """`python -m launch.train` for one point: the command's overrides, then the point's."""
     path, sep, arg = spec.partition(":")
     flags = [f"--config.{k}={v}" for k, v in overrides.items()]
-    flags += [f"--config.{k}={_value_flag(v)}" for k, v in point.overrides.items()]
+    flags += [f"--config.{k}={value_flag(v)}" for k, v in point.overrides.items()]
     return [
         sys.executable,
         "-m",
@@ -371,7 +371,7 @@ def run_sweep(
             todo.append(point)
     dirs = [root / point.name for point in todo]
     for point, workdir in zip(todo, dirs, strict=True):
-        _start(point, workdir)
+        start_point(point, workdir)
     start = time.time()
     commands = [train_command(spec, p, d, overrides or {}) for p, d in zip(todo, dirs, strict=True)]
     in_process = executor == "vmap" or (executor == "local" and parallel == 1)

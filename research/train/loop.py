@@ -21,7 +21,14 @@ import ml_collections
 
 from research.train import records, sharding
 from research.train.checkpoint import Checkpointer, has_checkpoint, other_version
-from research.train.counters import DIVERGED, FINISHED, Chrono, Counters, PointCounters
+from research.train.counters import (
+    DIVERGED,
+    EARLY_STOPPED,
+    FINISHED,
+    Chrono,
+    Counters,
+    PointCounters,
+)
 from research.train.lifecycle import Diverged, Preempted, StopSignal, has_diverged
 from research.train.population import (
     Population,
@@ -35,7 +42,7 @@ from research.train.population import (
 from research.train.profiling import Trace
 from research.train.setup import build_setup
 from research.train.transfer import init_shared_from
-from research.train.workdir import check_workdir, claim_workdir
+from research.train.workdir import check_workdir, claim_workdir, with_saved_vocabulary
 from research.validation import validate
 
 
@@ -58,12 +65,18 @@ def train_points(
     *,
     stacked: bool,
     overwrite: bool = False,
-) -> list[dict[str, Any] | Diverged]:
+    until_epoch: int | None = None,
+    origin: "Origin | None" = None,
+) -> "list[dict[str, Any] | Diverged] | Paused":
     """Trains points whose configs differ only in `population.VMAPPED_KEYS` (one unless
     `stacked`), each with its run record in its workdir and the group's latest checkpoints in
     `run_dir`. Returns each point's summary, or the Diverged error of a point that diverged
     (the others carry on). Nothing in a workdir is written or deleted until the data, model,
-    task and initial state are built; a stop signal at any phase raises Preempted."""
+    task and initial state are built; a stop signal at any phase raises Preempted.
+
+    A tuner's hooks: `until_epoch` pauses after that epoch (saved, not tested) and returns
+    `Paused`, so that a later call goes on; `origin` starts a new group from some points of
+    another group's newest checkpoint."""
     validate(*configs)
     if stacked and (overwrite or len({static_key(config) for config in configs}) != 1):
         raise ValueError("a stacked group is points that agree outside VMAPPED_KEYS, no overwrite")
@@ -72,7 +85,9 @@ def train_points(
     with StopSignal().installed() as stop, jax.set_mesh(mesh):
         for config, workdir in zip(configs, workdirs, strict=True):
             check_workdir(config, workdir, overwrite)
-        dataset, task, model = build_setup(configs[0])
+        dataset, task, model = build_setup(
+            with_saved_vocabulary(configs[0], workdirs[0], overwrite)
+        )
         population, state = build_population(configs, dataset, task, model, mesh, stacked)
         if configs[0].init_from and (overwrite or not has_checkpoint(run_dir)):
             points = [population.point(state, i) for i in range(population.size)]
@@ -82,19 +97,69 @@ def train_points(
         with contextlib.ExitStack() as claimed:
             for config, workdir in zip(configs, workdirs, strict=True):
                 claimed.enter_context(claim_workdir(config, workdir, overwrite))
-            run = _Run(population, task, run_dir, workdirs, chrono, stop)
+            run = _Run(population, task, run_dir, workdirs, chrono, stop, until_epoch)
             claimed.callback(run.checkpointer.close)
             claimed.callback(population.close)
             claimed.callback(run.trace.stop)
-            state = run.start(state, dataset.info)
+            state = run.start(state, dataset.info, origin)
             state = run.train(state)
+            if run.training() and run.last_epoch < configs[0].train.num_epochs:
+                return run.pause()
             return run.test(state)
+
+
+@dataclasses.dataclass(frozen=True)
+class Paused:
+    """A group paused after `until_epoch`: every point's counters, and the validation metric
+    (and "max" or "min") that picked each one's best epoch."""
+
+    points: list[PointCounters]
+    target: str
+    mode: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a group split off another starts (a tuner's survivors go on without the others):
+    that group's `run_dir`, its number of points and the `indices` of those this group
+    continues, each with its state and counters. With `stopped`, they stop there (their
+    runs end, tested, as early-stopped)."""
+
+    run_dir: pathlib.Path
+    size: int
+    indices: tuple[int, ...]
+    stopped: bool = False
+
+    def restore(self, state: Any, mesh: jax.sharding.Mesh) -> tuple[Any, dict]:
+        """(state, counters JSON) of these points, shaped and sharded like `state`."""
+        replicated = sharding.replicated(mesh)
+        target = jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(
+                (self.size, *leaf.shape[1:]), leaf.dtype, sharding=replicated
+            ),
+            state,
+        )
+        checkpointer = Checkpointer(self.run_dir, [], keep=1)
+        try:
+            restored = checkpointer.restore_latest(target)
+        finally:
+            checkpointer.close()
+        if restored is None:
+            raise ValueError(f"no checkpoint in {self.run_dir} to continue from")
+        stacked, meta = restored
+        rows = jnp.asarray(self.indices)
+        shardings = jax.tree.map(lambda leaf: leaf.sharding, state)
+        pick = jax.jit(
+            lambda tree: jax.tree.map(lambda leaf: leaf[rows], tree), out_shardings=shardings
+        )
+        points = [meta["points"][i] for i in self.indices]
+        return pick(stacked), {**meta, "points": points}
 
 
 class _Run:
     """One population's run: the loop over steps and what happens at an epoch's end."""
 
-    def __init__(self, population: Population, task, run_dir, workdirs, chrono, stop):
+    def __init__(self, population: Population, task, run_dir, workdirs, chrono, stop, until_epoch):
         self.population, self.task, self.workdirs = population, task, workdirs
         self.chrono, self.stop = chrono, stop
         self.config = population.configs[0]
@@ -104,11 +169,16 @@ class _Run:
         self.last_saved: int | None = None  # the newest step saved, for divergence messages
         self.epoch_first_step = 0  # the first step this process trained in the current epoch
         self.logs: list[records.MetricsLog] | None = None  # process 0 only
+        # The epoch after which train() returns: the last one, or where a tuner pauses.
+        self.last_epoch = until_epoch or self.config.train.num_epochs
 
-    def start(self, state: Any, info: dict[str, Any]) -> Any:
-        """The state to train from: the newest intact checkpoint, else `state`; opens the
-        records (cut back to the checkpoint) and writes each point's vocab.json."""
+    def start(self, state: Any, info: dict[str, Any], origin: Origin | None = None) -> Any:
+        """The state to train from: the newest intact checkpoint, else the origin's, else
+        `state`; opens the records (cut back to the checkpoint) and writes each point's
+        vocab.json."""
         restored = self.checkpointer.restore_latest(state)
+        if restored is None and origin is not None:
+            restored = origin.restore(state, self.population.mesh)
         if restored is not None:
             try:
                 state, self.counters = restored[0], Counters.from_json(restored[1])
@@ -116,6 +186,9 @@ class _Run:
                 raise other_version(self.checkpointer.latest.directory) from None
             self.chrono.resume(self.counters.seconds)
             self.last_saved = self.counters.step
+        if origin is not None and origin.stopped:
+            for point in self.counters.points:
+                point.status = EARLY_STOPPED if point.active else point.status
         if jax.process_index() == 0:
             self.logs = [
                 records.MetricsLog(w, self.counters.step, config)
@@ -139,7 +212,7 @@ class _Run:
         and raises Preempted."""
         population, counters, chrono = self.population, self.counters, self.chrono
         steps_per_epoch = population.steps_per_epoch
-        total_steps = self.config.train.num_epochs * steps_per_epoch
+        total_steps = self.last_epoch * steps_per_epoch
         every = self.config.train.checkpoint_every_steps
         if counters.step >= total_steps or not self.training():
             return state  # a finished run rerun: only the test evaluation is left
@@ -266,6 +339,12 @@ class _Run:
         self.chrono.start_lap()
         self.epoch_first_step = counters.step
         return saved
+
+    def pause(self) -> Paused:
+        """Ends this call after `last_epoch` (saved by its end); a later call goes on."""
+        for log in self.logs or []:
+            log.close()
+        return Paused(self.counters.points, self.task.target, self.task.mode)
 
     def test(self, state: Any) -> list[dict[str, Any] | Diverged]:
         """Every point's best checkpoint on the test split; writes the final records."""
