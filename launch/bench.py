@@ -373,6 +373,11 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         overrides = {**overrides, "data.batch_size": str(FLAGS.batch_size)}
     config = common.load_config(overrides)
     twins = _torch_twins() if FLAGS.compare else None
+    if twins and jax.default_backend() != "cpu":
+        common.fail(
+            f"--compare=torch times both frameworks on the CPU (its twins run there), but JAX "
+            f"would run on {jax.default_backend()}. Rerun with JAX_PLATFORMS=cpu."
+        )
     if twins and twins.unsupported(config):
         reasons = "; ".join(twins.unsupported(config))
         common.fail(f"cannot compare {config.name} with its PyTorch twin: {reasons}.")

@@ -23,7 +23,7 @@ import ml_collections
 from research import config as config_lib
 from research.errors import UserError
 from research.report import COMPLETE
-from research.sweep import Choice, Distribution, Log, Point, expand, sample
+from research.sweep import Choice, Distribution, Log, Point, expand, group_key, sample
 from research.sweep_run import (
     ERROR_FILE,
     compilation_cache,
@@ -59,10 +59,11 @@ def load_space(spec: str, config: ml_collections.ConfigDict) -> dict[str, Distri
     extremes = [
         {key: value}
         for key, distribution in space.items()
-        for value in dict.fromkeys(
+        for value in (
             distribution.values if isinstance(distribution, Choice) else _bounds(distribution)
         )
     ]
+    extremes = list({group_key(point): point for point in extremes}.values())
     try:
         expand(config, extremes)
     except UserError as error:
@@ -71,8 +72,18 @@ def load_space(spec: str, config: ml_collections.ConfigDict) -> dict[str, Distri
 
 
 def draw_trials(spec: str, config: ml_collections.ConfigDict, trials: int) -> list[Point]:
-    """`trials` points drawn from search() by the config's seed: the same seed, the same trials."""
-    return expand(config, sample(load_space(spec, config), trials, config.seed))
+    """`trials` points drawn from search() by the config's seed: the same seed, the same trials.
+    A draw equal to an earlier one (likely where the space is a few choices) is dropped, as
+    training it again would teach nothing."""
+    draws = sample(load_space(spec, config), trials, config.seed)
+    distinct = list({group_key(draw): draw for draw in reversed(draws)}.values())[::-1]
+    if len(distinct) < len(draws):
+        print(
+            f"{len(draws) - len(distinct)} of {len(draws)} draws repeat an earlier one; "
+            f"tuning the {len(distinct)} distinct trials",
+            flush=True,
+        )
+    return expand(config, distinct)
 
 
 def _bounds(distribution: Distribution) -> tuple:
@@ -172,15 +183,22 @@ def _decisions(root: pathlib.Path, settings: dict[str, Any]) -> list[dict[str, A
     path = root / RUNGS_FILE
     if not path.exists():
         return []
-    saved = json.loads(path.read_text())
-    if saved["settings"] != settings:
-        changed = sorted(k for k in settings if saved["settings"].get(k) != settings[k])
+    try:
+        saved = json.loads(path.read_text())
+        saved_settings, rungs = saved["settings"], saved["rungs"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise UserError(
+            f"{str(path)!r} is damaged ({type(error).__name__}: {error}), so this tune's "
+            "decisions cannot be replayed. Restore the file, or pass a new --workdir."
+        ) from None
+    if saved_settings != settings:
+        changed = sorted(k for k in settings if saved_settings.get(k) != settings[k])
         raise UserError(
             f"{str(root)!r} holds a tune with other settings (its {', '.join(changed)} differ "
             "from this command's). Rerun that tune's command to resume it, or pass a new "
             "--workdir."
         )
-    return saved["rungs"]
+    return rungs
 
 
 def tune(
@@ -251,14 +269,22 @@ def _train(group: Group, root: pathlib.Path, until_epoch: int | None):
     names = ", ".join(point.name for point in group.points)
     action = f"to epoch {until_epoch}" if until_epoch else "to the end"
     print(f"{'stopping' if group.stopping else 'training ' + action}: {names}", flush=True)
-    result = train_points(
-        [point.config for point in group.points],
-        [root / point.name for point in group.points],
-        group.run_dir,
-        stacked=True,
-        until_epoch=until_epoch,
-        origin=group.origin,
-    )
+    try:
+        result = train_points(
+            [point.config for point in group.points],
+            [root / point.name for point in group.points],
+            group.run_dir,
+            stacked=True,
+            until_epoch=until_epoch,
+            origin=group.origin,
+        )
+    except UserError as error:  # e.g. a batch size its data cannot fill: the others go on
+        if isinstance(error, Diverged):
+            raise
+        print(f"error: {error}", flush=True)
+        for point in group.points:
+            record_failure(root / point.name, f"error: {error}")
+        return None
     if isinstance(result, list):
         for point, outcome in zip(group.points, result, strict=True):
             if isinstance(outcome, Diverged):
@@ -278,6 +304,7 @@ def _rung(groups: Sequence[Group], root: pathlib.Path, epoch: int, eta: int) -> 
             for point, counters in zip(group.points, result.points, strict=True):
                 if counters.active:
                     best_vals[point.name] = counters.best["val"]
+    best_vals = dict(sorted(best_vals.items()))  # trial order (names start with the index)
     kept = survivors(best_vals, eta, *target) if target else []
     print(f"rung at epoch {epoch}: {len(kept)} of {len(best_vals)} trials go on", flush=True)
     return {"epoch": epoch, "kept": kept, "best_val": best_vals}

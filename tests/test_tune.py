@@ -125,6 +125,54 @@ def test_the_same_seed_draws_the_same_trials(tmp_path):
     assert all(1e-4 <= p.overrides["optimizer.learning_rate"] <= 1e-1 for p in first)
 
 
+def test_repeated_draws_are_dropped_and_list_choices_are_checked(tmp_path, capsys):
+    spec = _experiment(
+        tmp_path,
+        "{'optimizer.learning_rate': choice([1e-3, 1e-2]),"
+        " 'model.hidden_sizes': choice([[16], [32, 16]])}",
+    )
+    points = draw_trials(spec, _config(spec), 12)
+    drawn = [
+        (p.overrides["optimizer.learning_rate"], p.overrides["model.hidden_sizes"]) for p in points
+    ]
+    assert len(drawn) == len({(lr, tuple(h)) for lr, h in drawn}) <= 4
+    assert (
+        f"of 12 draws repeat an earlier one; tuning the {len(points)} distinct"
+        in capsys.readouterr().out
+    )
+
+
+def test_a_damaged_rungs_file_is_named_before_anything_runs(tmp_path):
+    spec, root = _experiment(tmp_path, SEARCH), tmp_path / "tune"
+    root.mkdir()
+    (root / "rungs.json").write_text('{"settings": ')
+    with pytest.raises(UserError, match=r"rungs.json' is damaged.*new --workdir"):
+        tune(spec, _config(spec), root, trials=4, eta=2, min_epochs=1)
+
+
+@pytest.mark.slow
+def test_a_group_its_data_cannot_build_fails_alone_and_the_tune_goes_on(tmp_path):
+    """A batch size larger than the training split fails that group at start-up; its trials
+    get an error.txt, the other group is tuned, and a rerun ends at once with the same winner."""
+    spec = _experiment(
+        tmp_path,
+        "{'data.batch_size': choice([64, 4096]), 'optimizer.learning_rate': log(3e-3, 3e-2)}",
+    )
+    root = tmp_path / "tune"
+    best = tune(spec, _config(spec), root, trials=4, eta=2, min_epochs=1)
+    failed = sorted(p.parent.name for p in root.glob("*/error.txt"))
+    big = sorted(
+        p.name
+        for p in draw_trials(spec, _config(spec), 4)
+        if p.overrides["data.batch_size"] == 4096
+    )
+    assert failed == big and big and len(big) < 4
+    assert "larger than the training split" in (root / failed[0] / "error.txt").read_text()
+    assert best["overrides"]["data.batch_size"] == 64 and best["test"]["accuracy"] > 0.5
+    again = tune(spec, _config(spec), root, trials=4, eta=2, min_epochs=1)
+    assert again["trial"] == best["trial"] and again["test"] == best["test"]
+
+
 @pytest.fixture(scope="module")
 def toy_tune(tmp_path_factory):
     """A tune of 4 trials, eta 2, over 2 epochs (a rung at 1), run once for the tests."""

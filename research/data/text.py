@@ -131,8 +131,9 @@ PIECE = 1 << 22  # characters a streamed text file is read and tokenised in
 
 def _stream(file: pathlib.Path, key: str, starts: dict[str, int] | None = None) -> Iterator:
     """A UTF-8 file as (split, piece) pairs of about PIECE characters, cut where a split starts
-    and otherwise after a newline (no tokeniser joins characters across one, so the pieces
-    encode to the ids of the whole split). Without `starts`, all of it as the train split."""
+    and otherwise after the last newline or space (neither tokeniser here joins characters
+    across one, so the pieces encode to the ids of the whole split). Without `starts`, all of
+    it as the train split."""
     bounds = sorted(((start, split) for split, start in (starts or {"train": 0}).items()))
     position, carry, index = 0, "", 0
     try:
@@ -143,7 +144,7 @@ def _stream(file: pathlib.Path, key: str, starts: dict[str, int] | None = None) 
                     cut = bounds[index + 1][0] - position
                     yield bounds[index][1], carry[:cut]
                     position, carry, index = position + cut, carry[cut:], index + 1
-                cut = carry.rfind("\n") + 1
+                cut = max(carry.rfind("\n"), carry.rfind(" ")) + 1
                 if cut:
                     yield bounds[index][1], carry[:cut]
                     position, carry = position + cut, carry[cut:]
@@ -155,18 +156,30 @@ def _stream(file: pathlib.Path, key: str, starts: dict[str, int] | None = None) 
 
 
 def _characters(file: pathlib.Path, key: str) -> int:
-    return sum(len(piece) for _, piece in _stream(file, key))
+    try:
+        with file.open(encoding="utf-8") as text:
+            return sum(len(chunk) for chunk in iter(lambda: text.read(PIECE), ""))
+    except UnicodeDecodeError as error:
+        raise _not_utf8(str(file), key, error) from None
 
 
 def _ids(pieces: Iterable[np.ndarray], on_disk: bool) -> np.ndarray:
-    """Token ids joined in memory, or written to an anonymous temporary file (gone when the
-    process ends, however it ends) and mapped back read-only."""
+    """Token ids joined in memory, or written to an anonymous temporary file in TMPDIR (gone
+    when the process ends, however it ends; TMPDIR must be a disk, not tmpfs) and mapped back
+    read-only."""
     if not on_disk:
         return np.concatenate([np.zeros(0, np.int32), *pieces])
     file = tempfile.TemporaryFile(prefix="tokens_")
-    for ids in pieces:
-        file.write(np.asarray(ids, np.int32).tobytes())
-    file.flush()
+    try:
+        for ids in pieces:
+            file.write(np.asarray(ids, np.int32).tobytes())
+        file.flush()
+    except OSError as error:
+        raise UserError(
+            f"Could not write the token ids to a temporary file in {tempfile.gettempdir()!r}: "
+            f"{error.strerror}. Free space there, or set TMPDIR to a disk with room for 4 bytes "
+            "per token of data.path."
+        ) from None
     if not file.tell():
         return np.zeros(0, np.int32)
     return np.memmap(file, np.int32, "r")

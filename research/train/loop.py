@@ -89,7 +89,8 @@ def train_points(
             with_saved_vocabulary(configs[0], workdirs[0], overwrite)
         )
         population, state = build_population(configs, dataset, task, model, mesh, stacked)
-        if configs[0].init_from and (overwrite or not has_checkpoint(run_dir)):
+        fresh = origin is None and (overwrite or not has_checkpoint(run_dir))
+        if configs[0].init_from and fresh:
             points = [population.point(state, i) for i in range(population.size)]
             points = init_shared_from(configs[0].init_from, points, dataset.info)
             state = population.join(points)
