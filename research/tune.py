@@ -32,6 +32,7 @@ from research.sweep_run import (
     value_flag,
 )
 from research.train import records
+from research.train.workdir import lock
 
 RUNGS_FILE, BEST_FILE = "rungs.json", "best.json"
 FIXED_KEYS = ("seed", "train.num_epochs")  # a replicate axis, and the tuner's own budget
@@ -232,6 +233,12 @@ def tune(
     settings = json.loads(json.dumps(settings))  # as rungs.json holds it: tuples are lists
     decided = _decisions(root, settings)
     root.mkdir(parents=True, exist_ok=True)
+    with lock(root):  # a second tune of this workdir is refused, not interleaved
+        return _tune(spec, root, settings, points, rungs, decided, eta)
+
+
+def _tune(spec, root, settings, points, rungs, decided, eta) -> dict[str, Any]:
+    num_epochs = points[0].config.train.num_epochs
     records.write_json(root / RUNGS_FILE, {"settings": settings, "rungs": decided})
     for point in points:
         if not (root / point.name / "sweep_point.json").exists():

@@ -45,8 +45,8 @@ def test_a_held_workdir_is_refused_naming_the_holder_and_a_killed_holder_leaves_
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import pathlib, time
-            from research.train.workdir import _lock
-            handle = _lock(pathlib.Path({str(tmp_path)!r}))
+            from research.train.workdir import lock
+            handle = lock(pathlib.Path({str(tmp_path)!r}))
             print("locked", flush=True)
             time.sleep(120)
         """)],

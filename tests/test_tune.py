@@ -11,6 +11,7 @@ from conftest import ROOT, metrics_without_timing, run_module
 
 from research import config as config_lib
 from research.errors import UserError
+from research.train.workdir import lock
 from research.tune import draw_trials, rung_epochs, survivors, tune
 
 TINY = {"model.hidden_sizes": (16,), "data.batch_size": 64, "train.num_epochs": 2}
@@ -140,6 +141,14 @@ def test_repeated_draws_are_dropped_and_list_choices_are_checked(tmp_path, capsy
         f"of 12 draws repeat an earlier one; tuning the {len(points)} distinct"
         in capsys.readouterr().out
     )
+
+
+def test_a_second_tune_of_a_workdir_in_use_is_refused(tmp_path):
+    spec, root = _experiment(tmp_path, SEARCH), tmp_path / "tune"
+    root.mkdir()
+    with lock(root), pytest.raises(UserError, match="in use by another run"):
+        tune(spec, _config(spec), root, trials=4, eta=2, min_epochs=1)
+    assert not list(root.glob("0*"))  # no trial started
 
 
 def test_a_damaged_rungs_file_is_named_before_anything_runs(tmp_path):

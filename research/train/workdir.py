@@ -94,7 +94,7 @@ def claim_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, over
         if jax.process_index() == 0:
             try:
                 workdir.mkdir(parents=True, exist_ok=True)
-                held.enter_context(_lock(workdir))  # closing the file releases the flock
+                held.enter_context(lock(workdir))  # closing the file releases the flock
             except OSError as error:
                 raise _unwritable(workdir, error.strerror) from None
             if overwrite:
@@ -109,8 +109,9 @@ def claim_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, over
         yield
 
 
-def _lock(workdir: pathlib.Path):
-    """The open, exclusively locked WORKDIR/.lock, naming its holder; refuses a held one."""
+def lock(workdir: pathlib.Path):
+    """The open, exclusively locked WORKDIR/.lock, naming its holder; refuses a held one.
+    Closing it (or the holder's death) releases the lock."""
     handle = (workdir / LOCK_FILE).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
