@@ -64,10 +64,15 @@ def fail(message: str) -> None:
 
 
 def _stop_before_work(number: int, frame) -> None:
-    """A stop signal before the run installs its own handler: nothing is started, so exit at
-    once (an exception raised here could land in a callback that swallows it)."""
+    """A stop signal outside the training loop's handler (start-up, or between the groups of a
+    sweep or tune, whose finished parts are saved): nothing is in progress, so exit at once
+    (an exception raised here could land in a callback that swallows it)."""
     name = signal.Signals(number).name
-    print(f"preempted ({name}) during start-up; nothing to save; rerun to start", flush=True)
+    print(
+        f"preempted ({name}) outside training; nothing in progress to save; rerun the same "
+        "command to start or go on",
+        flush=True,
+    )
     os._exit(stop_exit_code(number))
 
 

@@ -155,7 +155,7 @@ def test_sigterm_during_start_up_exits_zero_and_writes_nothing(tmp_path):
     finally:
         process.kill()
     assert process.returncode == 0, stderr
-    assert "during start-up" in stdout and "rerun to" in stdout
+    assert "outside training; nothing in progress to save; rerun" in stdout
     assert not (tmp_path / "run").exists()
 
 
