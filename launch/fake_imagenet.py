@@ -77,8 +77,8 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
             f"--per_class must be >= 1 and --val_images in 1..{VAL_LABELS}, got "
             f"{FLAGS.per_class} and {FLAGS.val_images}."
         )
-    sides = tuple(int(side) for side in FLAGS.sides)
-    if len(sides) != 2 or not 1 <= sides[0] <= sides[1]:
+    sides = tuple(int(side) for side in FLAGS.sides if side.isdigit())
+    if len(sides) != len(FLAGS.sides) or len(sides) != 2 or not 1 <= sides[0] <= sides[1]:
         common.fail(f"--sides must be two sides SMALLEST,LARGEST, got {FLAGS.sides}.")
     write(pathlib.Path(FLAGS.out), FLAGS.per_class, FLAGS.val_images, sides)
     print(f"wrote ImageNet stand-in archives to {FLAGS.out}")

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, metrics_without_timing
+from conftest import ROOT, metrics_without_timing, run_module
 from PIL import Image
 
 from research import config as config_lib
@@ -270,3 +270,10 @@ def test_host_memory_does_not_grow_with_the_dataset(tmp_path):
     large = peak_rss_of_a_preempted_run(200_000, tmp_path / "large")
     data_bytes = 200_000 * 64 * 64 * 3
     assert large < small + (64 << 20) and large < data_bytes / 4, (small, large)
+
+
+def test_fake_imagenet_refuses_bad_flags_before_writing(tmp_path):
+    for flag in ("--sides=a,b", "--sides=90,30", "--per_class=0", "--val_images=50001"):
+        result = run_module("launch.fake_imagenet", f"--out={tmp_path / 'raw'}", flag, timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert flag.split("=")[0] in result.stderr and not (tmp_path / "raw").exists()
