@@ -10,13 +10,14 @@ import pytest
 from conftest import ROOT, run_module
 
 pytest.importorskip("tensorflow_datasets")
-from launch import fake_imagenet, prepare_data  # noqa: E402
+from launch import prepare_data  # noqa: E402
+from research.data import imagenet_stand_in  # noqa: E402
 
 TIMINGS = {"ms_per_batch", "images_per_s", "images_per_s_per_core", "images_per_cpu_s"}
 
 
 def test_jpeg_pipelines_give_the_same_batches_and_their_timings(tmp_path):
-    fake_imagenet.write(tmp_path / "raw", per_class=1, val_images=1, sides=(40, 90))
+    imagenet_stand_in.write(tmp_path / "raw", per_class=1, val_images=1, sides=(40, 90))
     prepare_data.prepare("imagenet2012", tmp_path / "raw", str(tmp_path / "tfds"))
     pipelines = ["ours", "tf.data"] + (["grain"] if importlib.util.find_spec("grain") else [])
     result = run_module(

@@ -23,7 +23,8 @@ from research.train.loop import train_and_evaluate
 tfds = pytest.importorskip("tensorflow_datasets")
 from tiny_tfds import TinyPhotos  # noqa: E402  (after TFDS is known to be there)
 
-from launch import fake_imagenet, prepare_data  # noqa: E402
+from launch import prepare_data  # noqa: E402
+from research.data import imagenet_stand_in  # noqa: E402
 
 
 def data_config(name, data_dir, **fields):
@@ -164,7 +165,7 @@ def test_imagenet_stand_in_is_prepared_and_trains_through_the_experiment(tmp_pat
     """The ImageNet path end to end: official-format archives (2,000 JPEGs of varied sizes over
     1,000 classes, 500 validation JPEGs) -> launch.prepare_data -> imagenet_resnet50.py, shrunk
     through its :ARG, read by index with the resize and crop, validation-as-test."""
-    fake_imagenet.write(tmp_path / "raw", per_class=2, val_images=500, sides=(40, 120))
+    imagenet_stand_in.write(tmp_path / "raw", per_class=2, val_images=500, sides=(40, 120))
     prepare_data.prepare("imagenet2012", tmp_path / "raw", str(tmp_path / "tfds"))
     config = config_lib.load(
         str(ROOT / "experiments" / "imagenet_resnet50.py") + ":image_size=32,depth=18"

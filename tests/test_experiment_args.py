@@ -17,6 +17,7 @@ TAKES = {
     "cifar10_plain20": ("subset (default False)", "subset=true"),
     "cifar10_resnet18": ("subset (default False)", "subset=true"),
     "cifar10_resnet20": ("subset (default False)", "subset=1"),
+    "imagenet_resnet50": ("image_size (default 224), depth (default 50)", "image_size=32"),
     "mnist_lenet": ("dataset (default 'mnist')", "dataset=fashion_mnist"),
     "shakespeare_lstm": ("path (default '')", "path=in.txt"),
     "shakespeare_transformer": ("path (default '')", "path=in.txt"),
