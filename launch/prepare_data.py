@@ -50,6 +50,7 @@ def prepare(name: str, source: pathlib.Path, data_dir: str | None) -> str:
             f"{', '.join(missing)}. Copy them there under exactly these names (TFDS checks "
             f"their checksums), then rerun."
         )
+    connect = socket.socket.connect
     socket.socket.connect = _no_network  # A missing file must fail here, never download.
     try:
         dataset_builder.download_and_prepare(
@@ -62,6 +63,8 @@ def prepare(name: str, source: pathlib.Path, data_dir: str | None) -> str:
             f"{str(error)[:300]}. The folder must hold the official raw files under the names "
             "TFDS registers for this dataset (see its url_checksums), with matching checksums."
         ) from None
+    finally:
+        socket.socket.connect = connect  # only this call is offline, not its caller
     return dataset_builder.data_dir
 
 

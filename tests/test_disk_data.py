@@ -4,6 +4,7 @@ needs, and a TFRecord dataset read by index names the command that converts it."
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,7 +167,9 @@ def test_imagenet_stand_in_is_prepared_and_trains_through_the_experiment(tmp_pat
     1,000 classes, 500 validation JPEGs) -> launch.prepare_data -> imagenet_resnet50.py, shrunk
     through its :ARG, read by index with the resize and crop, validation-as-test."""
     imagenet_stand_in.write(tmp_path / "raw", per_class=2, val_images=500, sides=(40, 120))
+    connect = socket.socket.connect
     prepare_data.prepare("imagenet2012", tmp_path / "raw", str(tmp_path / "tfds"))
+    assert socket.socket.connect is connect  # the network is blocked for the prepare only
     config = config_lib.load(
         str(ROOT / "experiments" / "imagenet_resnet50.py") + ":image_size=32,depth=18"
     )
