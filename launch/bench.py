@@ -25,7 +25,7 @@ from absl import flags
 from launch import bench_suite, common
 from research import data as data_lib
 from research.flops import matmul_flops
-from research.train import sharding
+from research.train import records, sharding
 from research.train.population import build_population
 from research.train.profiling import Trace
 from research.train.setup import build_setup
@@ -304,8 +304,8 @@ def run_suite(name: str, steps: int, warmup: int, shrink: bool) -> dict:
     entries = bench_suite.SUITES[name]
     configs = []
     for entry in entries:
-        FLAGS.config = entry.config  # as if run with --config=entry.config
-        configs.append(common.load_config({**entry.overrides, **(entry.shrunk if shrink else {})}))
+        overrides = {**entry.overrides, **(entry.shrunk if shrink else {})}
+        configs.append(common.load_config(overrides, entry.config))
     start = time.perf_counter()
     results = []
     for entry, config in zip(entries, configs, strict=True):
@@ -378,8 +378,9 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
             f"--compare=torch times both frameworks on the CPU (its twins run there), but JAX "
             f"would run on {jax.default_backend()}. Rerun with JAX_PLATFORMS=cpu."
         )
-    if twins and twins.unsupported(config):
-        reasons = "; ".join(twins.unsupported(config))
+    unsupported = twins and twins.unsupported(config)
+    if unsupported:
+        reasons = "; ".join(unsupported)
         common.fail(f"cannot compare {config.name} with its PyTorch twin: {reasons}.")
     dataset = None
     if FLAGS.fake_data:
@@ -422,7 +423,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
 def _write(result: dict, path: str | pathlib.Path) -> pathlib.Path:
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    records.write_json(out, result)
     print(f"wrote {out}", flush=True)
     return out
 

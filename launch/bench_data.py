@@ -103,8 +103,8 @@ def _jpeg_pipelines(data_config, rows: int, tmp: str) -> tuple[dict[str, Callabl
     tfds = tfds_source.import_tfds()
     import tensorflow as tf
 
-    reader = tfds.builder_from_directory(
-        tfds_source.builder(data_config.name, data_config.tfds_data_dir).data_dir
+    reader = tfds_source.prepared_reader(
+        tfds_source.builder(data_config.name, data_config.tfds_data_dir)
     )
     size, batch = data_config.image_size, data_config.batch_size
     records = tfds_source._records(reader, "train", size)

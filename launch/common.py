@@ -38,8 +38,9 @@ def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     return rest, overrides
 
 
-def load_config(overrides: dict[str, str]):
-    config = config_lib.load(FLAGS.config)
+def load_config(overrides: dict[str, str], spec: str | None = None):
+    """The validated config of `spec` (default: --config) with the overrides applied."""
+    config = config_lib.load(spec or FLAGS.config)
     config.unlock()  # Overrides may only replace values; override() checks keys and types.
     config_lib.apply_overrides(config, overrides)
     config.lock()

@@ -22,11 +22,11 @@ import ml_collections
 
 from research import config as config_lib
 from research.errors import UserError
-from research.report import COMPLETE
 from research.sweep import Choice, Distribution, Log, Point, expand, group_key, sample
 from research.sweep_run import (
     ERROR_FILE,
     compilation_cache,
+    is_complete,
     record_failure,
     start_point,
     value_flag,
@@ -163,7 +163,7 @@ class Group:
 
     def done(self, root: pathlib.Path) -> bool:
         """Every trial's run has ended (a rerun skips the group)."""
-        return all(_ended(root / point.name) for point in self.points)
+        return all(_ended(point, root / point.name) for point in self.points)
 
 
 def _group_dir(root: pathlib.Path, round_: int, points: Sequence[Point], stopped: bool):
@@ -172,11 +172,9 @@ def _group_dir(root: pathlib.Path, round_: int, points: Sequence[Point], stopped
     return root / "groups" / f"r{round_}-{role}-n{len(points)}-{digest}"
 
 
-def _ended(workdir: pathlib.Path) -> bool:
-    if (workdir / ERROR_FILE).exists():
-        return True
-    summary = workdir / "summary.json"
-    return summary.exists() and json.loads(summary.read_text()).get("status") in COMPLETE
+def _ended(point: Point, workdir: pathlib.Path) -> bool:
+    """The trial failed (error.txt) or finished, as a sweep point does."""
+    return (workdir / ERROR_FILE).exists() or is_complete(point, workdir)
 
 
 def _decisions(root: pathlib.Path, settings: dict[str, Any]) -> list[dict[str, Any]]:

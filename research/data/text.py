@@ -5,6 +5,7 @@ Language-model rows are `tokens` [n, seq_len + 1] int32; classifier rows are `to
 [n, seq_len] int32 starting with [CLS], and `label` [n] int32. Pad id 0 fills both.
 """
 
+import itertools
 import json
 import pathlib
 import tempfile
@@ -163,26 +164,29 @@ def _characters(file: pathlib.Path, key: str) -> int:
         raise _not_utf8(str(file), key, error) from None
 
 
-def _ids(pieces: Iterable[np.ndarray], on_disk: bool) -> np.ndarray:
-    """Token ids joined in memory, or written to an anonymous temporary file in TMPDIR (gone
-    when the process ends, however it ends; TMPDIR must be a disk, not tmpfs) and mapped back
-    read-only."""
+def _ids_by_split(encoded: Iterable[tuple[str, np.ndarray]], on_disk: bool) -> dict:
+    """Each split's token ids from (split, ids) pieces in one pass: joined in memory, or written
+    to an anonymous temporary file per split in TMPDIR (gone when the process ends, however it
+    ends; TMPDIR must be a disk, not tmpfs) and mapped back read-only."""
     if not on_disk:
-        return np.concatenate([np.zeros(0, np.int32), *pieces])
-    file = tempfile.TemporaryFile(prefix="tokens_")
+        parts = {split: [np.zeros(0, np.int32)] for split in SPLITS}
+        for split, ids in encoded:
+            parts[split].append(ids)
+        return {split: np.concatenate(ids) for split, ids in parts.items()}
+    files = {split: tempfile.TemporaryFile(prefix=f"tokens_{split}_") for split in SPLITS}
     try:
-        for ids in pieces:
-            file.write(np.asarray(ids, np.int32).tobytes())
-        file.flush()
+        for split, ids in encoded:
+            files[split].write(np.asarray(ids, np.int32).tobytes())
+        for file in files.values():
+            file.flush()
     except OSError as error:
         raise UserError(
             f"Could not write the token ids to a temporary file in {tempfile.gettempdir()!r}: "
             f"{error.strerror}. Free space there, or set TMPDIR to a disk with room for 4 bytes "
             "per token of data.path."
         ) from None
-    if not file.tell():
-        return np.zeros(0, np.int32)
-    return np.memmap(file, np.int32, "r")
+    empty = np.zeros(0, np.int32)
+    return {s: np.memmap(f, np.int32, "r") if f.tell() else empty for s, f in files.items()}
 
 
 def _vocabulary(config: ml_collections.ConfigDict, train_texts: Iterable[str]) -> vocab.Vocabulary:
@@ -324,9 +328,10 @@ def python_docs(config: ml_collections.ConfigDict) -> Dataset:
 
 @SOURCES.register("text_file", reads=("path", "storage", *TOKENS))
 def text_file(config: ml_collections.ConfigDict) -> Dataset:
-    """Any UTF-8 file at `data.path`, split 90/5/5 by position. Read in pieces: a file larger
-    than memory is tokenised piece by piece into a temporary file that batches read by index
-    (data.storage; "auto" keeps up to MEMORY_BUDGET_BYTES of ids and windows in memory)."""
+    """Any UTF-8 file at `data.path`, split 90/5/5 by position. Read in pieces, three times
+    (count, fit the vocabulary on train, encode): a file larger than memory is tokenised piece
+    by piece into temporary files that batches read by index (data.storage; "auto" keeps up to
+    MEMORY_BUDGET_BYTES of ids and windows in memory)."""
     file = _check_file(config.path, "data.path")
     length = _characters(file, "data.path")
     if length < MIN_CHARACTERS:
@@ -336,10 +341,11 @@ def text_file(config: ml_collections.ConfigDict) -> Dataset:
             "each needs 2 characters (one to read, one to predict). Use a longer text."
         )
     starts = split_starts(length)
-    pieces = lambda split: (p for s, p in _stream(file, "data.path", starts) if s == split)
-    vocabulary = _vocabulary(config, pieces("train"))
+    pieces = lambda: _stream(file, "data.path", starts)  # the file read again on each call
+    train = itertools.takewhile(lambda piece: piece[0] == "train", pieces())  # stops at val
+    vocabulary = _vocabulary(config, (text for _, text in train))
     on_disk = not keep_in_memory(config, 8 * length)  # ids and windows, int32, ~1 per char
-    ids = {split: _ids(map(vocabulary.encode, pieces(split)), on_disk) for split in SPLITS}
+    ids = _ids_by_split(((s, vocabulary.encode(text)) for s, text in pieces()), on_disk)
     bounds = [*starts.values(), length]
     _check_lengths(config, {s: bounds[i + 1] - bounds[i] for i, s in enumerate(SPLITS)}, ids)
     rows = window_records if on_disk else lambda ids, seq_len: {"tokens": windows(ids, seq_len)}

@@ -120,6 +120,15 @@ def _decoded_bytes(dataset_builder, image_size: int | None) -> int:
     return (splits["train"].num_examples if "train" in splits else 0) * int(np.prod(shape))
 
 
+def prepared_reader(dataset_builder):
+    """The builder to read a prepared dataset with: one made from its files knows every format
+    written there, where TFDS 4.9's builder from code misses those that `launch.prepare_data
+    --convert` added. An unprepared dataset keeps its builder (reading it then fails)."""
+    if dataset_builder.is_prepared():
+        return import_tfds().builder_from_directory(dataset_builder.data_dir)
+    return dataset_builder
+
+
 def read_prepared(dataset_builder, name: str, download: bool, read: Callable[[], Any]) -> Any:
     """`read()`, or a UserError naming the fix when the dataset is not prepared on disk.
 
@@ -151,11 +160,7 @@ def _splits(dataset_builder, config: ml_collections.ConfigDict, names: dict[str,
             "N and center-crop them to NxN (224 for ImageNet)."
         )
     memory = keep_in_memory(config, _decoded_bytes(dataset_builder, size))
-    # A builder made from the prepared files knows every format written there; TFDS 4.9's
-    # builder from code misses those that `launch.prepare_data --convert` added.
-    reader = dataset_builder
-    if dataset_builder.is_prepared():
-        reader = import_tfds().builder_from_directory(dataset_builder.data_dir)
+    reader = prepared_reader(dataset_builder)
     try:
         splits = {ours: _records(reader, theirs, size) for ours, theirs in names.items()}
     except NotImplementedError:  # prepared as TFRecord only, or not prepared at all
