@@ -60,6 +60,12 @@ flags.DEFINE_string(
     "suite", None, f"One of {sorted(bench_suite.SUITES)}: a fixed set of benchmarks instead."
 )
 flags.DEFINE_bool("shrink", False, "Tiny shapes for every --suite entry: a test, not a figure.")
+flags.DEFINE_bool(
+    "ynnpack_convolutions",
+    False,
+    "Compile the step as XLA's CPU backend does by default, convolutions through YNNPACK, "
+    "instead of with the loop's population.CPU_STEP_COMPILER_OPTIONS: time both to measure it.",
+)
 FLAGS = flags.FLAGS
 
 # Dense peak FLOP/s per chip by compute dtype; float32 on NVIDIA tensor cores is TF32, which
@@ -137,11 +143,23 @@ def built(config, dataset: data_lib.Dataset | None = None):
         yield task, model, population, state
 
 
-def _compile(train_step, state, batch) -> tuple[Any, float, bool]:
-    """The compiled step, the seconds its compilation took, and whether the cache had it."""
+# XLA's CPU default, which CPU_STEP_COMPILER_OPTIONS narrows to matmuls.
+YNNPACK_CONVOLUTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": (
+        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
+    )
+}
+
+
+def _compile(population, state, batch) -> tuple[Any, float, bool]:
+    """The compiled step, compiled as the loop compiles it (unless --ynnpack_convolutions), the
+    seconds its compilation took, and whether the cache had it."""
     hits_before = EVENTS[CACHE_HIT]
     start = time.perf_counter()
-    compiled = train_step.lower(state, jnp.ones(1, bool), batch).compile()
+    options = population.compiler_options
+    if FLAGS.ynnpack_convolutions:
+        options = YNNPACK_CONVOLUTIONS
+    compiled = population.train_step.lower(state, jnp.ones(1, bool), batch).compile(options)
     return compiled, time.perf_counter() - start, EVENTS[CACHE_HIT] > hits_before
 
 
@@ -162,7 +180,7 @@ def benchmark(
 
         first, active = next(pipeline()), jnp.ones(1, bool)
         flops = matmul_flops(train_step, state, active, first)  # global: the whole batch
-        compiled, compile_time, cache_hit = _compile(train_step, state, first)
+        compiled, compile_time, cache_hit = _compile(population, state, first)
         state, _ = _time_steps(compiled, state, itertools.repeat(first), warmup)
         state, synthetic_time = _time_steps(compiled, state, itertools.repeat(first), steps)
         batches = pipeline(1)
@@ -244,7 +262,7 @@ def compare_with_torch(twins, config, dataset, rounds: int, steps: int, warmup: 
                 f"the PyTorch twin of model.name={config.model.name!r} has {torch_parameters:,} "
                 f"trainable parameters and ours {parameters:,}: not the same architecture."
             )
-        compiled, compile_time, _ = _compile(population.train_step, state, first)
+        compiled, compile_time, _ = _compile(population, state, first)
 
         def ours(count: int) -> float:
             nonlocal state
@@ -389,7 +407,12 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         result = compare_with_torch(
             twins, config, dataset, FLAGS.rounds, FLAGS.steps, FLAGS.warmup_steps
         )
-        result.update(config=FLAGS.config, overrides=overrides, fake_data=FLAGS.fake_data)
+        result.update(
+            config=FLAGS.config,
+            overrides=overrides,
+            fake_data=FLAGS.fake_data,
+            ynnpack_convolutions=FLAGS.ynnpack_convolutions,
+        )
         low, high = result["ratio_range"]
         print(
             f"median PyTorch/ours {result['median_ratio']:.2f} (rounds {low:.2f} to {high:.2f}); "
@@ -411,6 +434,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         config=FLAGS.config,
         overrides=overrides,
         fake_data=FLAGS.fake_data,
+        ynnpack_convolutions=FLAGS.ynnpack_convolutions,
         compile_cache_dir=FLAGS.cache_dir,
         uncached_compile_time_s=uncached,
         compile_time_saved_s=uncached and uncached - result["compile_time_s"],

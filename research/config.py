@@ -124,6 +124,11 @@ def base_config(name: str) -> ml_collections.ConfigDict:
                 # (start, end): a jax.profiler trace of steps start to end - 1 into
                 # WORKDIR/profile (`launch.train --profile_steps=START:END`).
                 "profile_steps": (),
+                # > 1: one call to the device runs up to this many steps (a scan over as many
+                # batches placed at once), for models so small that the host's per-step
+                # work outweighs the step; checkpoints, stop signals and epochs still land
+                # on the same steps.
+                "steps_per_dispatch": 1,
             },
             # Batch split over data x fsdp devices; with fsdp > 1 every state leaf of at least
             # fsdp_min_size elements is sharded along its largest dimension divisible by fsdp,
@@ -183,6 +188,7 @@ FIELDS: dict[str, Check] = {
         lambda c: f"an integer >= 1 that divides data.batch_size ({c.data.batch_size})",
         lambda v, c: integer(1).ok(v, c) and c.data.batch_size % v == 0,
     ),
+    "train.steps_per_dispatch": integer(1),
     "mesh.data": Check(
         "-1 (every device) or an integer >= 1", lambda v, c: v == -1 or integer(1).ok(v, c)
     ),

@@ -55,6 +55,32 @@ def test_bench_writes_its_fields_and_a_second_run_hits_the_cache(tmp_path) -> No
     assert second["flops_per_example"] == first["flops_per_example"]
 
 
+def test_ynnpack_convolutions_compiles_the_step_as_xla_does_by_default(tmp_path) -> None:
+    """The flag that times the loop's convolution lever against XLA's default: the program
+    it times has YNNPACK convolution fusions, which the loop's has not."""
+    out = tmp_path / "bench.json"
+    args = ("--config=experiments/digits_resnet.py", "--steps=1", "--warmup_steps=0")
+    result = run_module("launch.bench", *args, f"--out={out}", "--ynnpack_convolutions")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["ynnpack_convolutions"] is True
+    import jax.numpy as jnp
+    from conftest import ROOT
+
+    from research import config as config_lib
+
+    config = config_lib.load(str(ROOT / "experiments" / "digits_resnet.py"))
+    with bench.built(config) as (_, _, population, state):
+        batch, active = population.batch_at(0, 0), jnp.ones(1, bool)
+        lowered = population.train_step.lower(state, active, batch)
+        options = (population.compiler_options, bench.YNNPACK_CONVOLUTIONS)
+        programs = [lowered.compile(option) for option in options]
+    convolutions = [
+        sum("__ynn_fusion" in line and "conv_general_dilated" in line for line in text)
+        for text in (program.as_text().splitlines() for program in programs)
+    ]
+    assert convolutions[0] == 0 < convolutions[1]
+
+
 def test_unusable_counts_are_refused_before_anything_is_built(tmp_path) -> None:
     flags = ("--steps=0", "--warmup_steps=-1", "--batch_size=0", "--fake_data", "--fake_classes=0")
     out = tmp_path / "bench.json"

@@ -1,11 +1,13 @@
 """The training loop in-process: one step learns, the run record, seeds, early stopping, TFDS."""
 
 import json
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from conftest import metrics_without_timing, mock_tfds
 
@@ -13,7 +15,12 @@ from research import data as data_lib
 from research.errors import UserError
 from research.models import build_model
 from research.tasks import build_task
-from research.train.loop import Diverged, train_and_evaluate
+from research.train.loop import (
+    Diverged,
+    dispatch_lengths,
+    steps_in_dispatch,
+    train_and_evaluate,
+)
 from research.train.optim import make_optimizer
 from research.train.setup import model_kwargs
 from research.train.steps import create_state, make_eval_step, make_train_step
@@ -111,6 +118,58 @@ def test_a_different_config_in_the_same_workdir_is_refused(make_config, tmp_path
     )
     assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["learning_rate"] == 0.1
     assert summary["steps"] == 2 * (TRAIN_SIZE // 64)
+
+
+def test_dispatches_hold_whole_multiples_and_end_at_every_epoch_end_and_checkpoint():
+    """10 steps per epoch, up to 4 steps per dispatch, a checkpoint every 6 steps."""
+    starts, step = [], 0
+    while step < 30:
+        starts.append((step, steps_in_dispatch(step, 10, 4, 6)))
+        step += starts[-1][1]
+    assert step == 30
+    assert [start for start, length in starts if length > 1] == [0, 14, 20, 24]
+    assert {length for _, length in starts} == {1, 4}
+    ends = {start + length for start, length in starts}
+    assert {10, 20, 30, 6, 12, 18, 24} <= ends  # where the loop validates and saves
+    assert [steps_in_dispatch(s, 10, 4, 0) for s in (0, 4, 8, 9)] == [4, 4, 1, 1]
+    assert [steps_in_dispatch(s, 10, 1, 6) for s in range(10)] == [1] * 10
+
+
+@pytest.mark.parametrize("steps_per_epoch", [1, 7, 8, 12, 40])
+@pytest.mark.parametrize("per_dispatch", [1, 2, 4, 8, 40])
+@pytest.mark.parametrize("every", [0, 3, 8, 16])
+def test_the_programs_compiled_before_training_are_those_the_run_dispatches(
+    steps_per_epoch, per_dispatch, every
+):
+    """Walks two periods of the plan (it repeats every lcm(epoch, checkpoint interval) steps)."""
+    lengths, step = set(), 0
+    while step < 2 * math.lcm(steps_per_epoch, every or 1):
+        length = steps_in_dispatch(step, steps_per_epoch, per_dispatch, every)
+        lengths.add(length)
+        step += length
+    assert lengths == dispatch_lengths(steps_per_epoch, per_dispatch, every)
+
+
+def test_several_steps_per_dispatch_give_the_same_bits_as_one(make_config, tmp_path):
+    """The scan over several batches runs the same step: same metrics rows, same parameters
+    (measured on this CPU backend; the runs differ only in how often the host dispatches)."""
+    runs = {}
+    for per_dispatch in (1, 4):
+        config = make_config(
+            "digits_lenet",
+            **{"train.steps_per_dispatch": per_dispatch, "train.checkpoint_every_steps": 6},
+        )
+        workdir = tmp_path / str(per_dispatch)
+        train_and_evaluate(config, workdir)
+        latest = workdir / "checkpoints" / "latest"
+        newest = max(latest.iterdir(), key=lambda p: int(p.name))
+        params = ocp.StandardCheckpointer().restore(newest / "state")["params"]
+        runs[per_dispatch] = (metrics_without_timing(workdir), ocp.tree.to_flat_dict(params))
+    (rows, params), (rows_4, params_4) = runs[1], runs[4]
+    assert len(rows) == 5 and rows == rows_4
+    assert params.keys() == params_4.keys()
+    for key in params:
+        np.testing.assert_array_equal(params[key], params_4[key])
 
 
 def test_early_stopping_stops_after_patience_and_tests_the_best_epoch(make_config, tmp_path):

@@ -38,10 +38,13 @@ def sweep_file(tmp_path_factory):
 
 def command(executor: str, sweep_file) -> list[str]:
     """launch.train for one run ("disk": reading a TFDS copy of the digits by index from
-    ArrayRecord files), or launch.sweep for a vmapped group of two points."""
+    ArrayRecord files; "dispatch": up to 4 steps per call to the device, a checkpoint every 6),
+    or launch.sweep for a vmapped group of two points."""
     if executor == "vmap":
         return ["launch.sweep", f"--config={sweep_file}", "--executor=vmap", *OVERRIDES]
     single = ["launch.train", "--config=experiments/digits_mlp.py", *OVERRIDES]
+    if executor == "dispatch":
+        single += ["--config.train.steps_per_dispatch=4", "--config.train.checkpoint_every_steps=6"]
     if executor == "disk":
         import tiny_tfds  # imports TensorFlow
 
@@ -125,7 +128,7 @@ def assert_same_run(workdir, reference):
         np.testing.assert_array_equal(flat[key], ref_flat[key])
 
 
-@pytest.mark.parametrize("executor", ["single", "vmap", "disk"])
+@pytest.mark.parametrize("executor", ["single", "vmap", "disk", "dispatch"])
 def test_sigkill_mid_run_then_rerun_equals_uninterrupted_bit_for_bit(
     executor, uninterrupted, sweep_file, tmp_path
 ):
@@ -143,7 +146,12 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted_bit_for_bit(
 
 @pytest.mark.parametrize(
     ("executor", "number"),
-    [("single", signal.SIGTERM), ("vmap", signal.SIGTERM), ("single", signal.SIGINT)],
+    [
+        ("single", signal.SIGTERM),
+        ("vmap", signal.SIGTERM),
+        ("single", signal.SIGINT),
+        ("dispatch", signal.SIGTERM),
+    ],
 )
 def test_a_stop_signal_saves_and_the_rerun_finishes_identically(
     executor, number, uninterrupted, sweep_file, tmp_path

@@ -109,6 +109,27 @@ def train_points(
             return run.test(state)
 
 
+def steps_in_dispatch(step: int, steps_per_epoch: int, per_dispatch: int, every: int) -> int:
+    """How many steps one call to the device runs from `step`: `per_dispatch` (the config's
+    `train.steps_per_dispatch`) from a multiple of it within the epoch when no epoch end and no
+    checkpoint (every `every` steps; 0: none) falls inside, else 1. A function of the step, so a
+    resumed run dispatches exactly as an uninterrupted one."""
+    index = step % steps_per_epoch
+    if index % per_dispatch or index + per_dispatch > steps_per_epoch:
+        return 1
+    if every and step // every != (step + per_dispatch - 1) // every:
+        return 1
+    return per_dispatch
+
+
+def dispatch_lengths(steps_per_epoch: int, per_dispatch: int, every: int) -> set[int]:
+    """Every length `steps_in_dispatch` gives over a run (one program to compile for each)."""
+    if per_dispatch > steps_per_epoch or 0 < every < per_dispatch:
+        return {1}
+    aligned = steps_per_epoch % per_dispatch == 0 and every % per_dispatch == 0
+    return {per_dispatch} if aligned else {1, per_dispatch}
+
+
 @dataclasses.dataclass(frozen=True)
 class Paused:
     """A group paused after `until_epoch`: every point's counters, and the validation metric
@@ -215,59 +236,66 @@ class _Run:
         steps_per_epoch = population.steps_per_epoch
         total_steps = self.last_epoch * steps_per_epoch
         every = self.config.train.checkpoint_every_steps
+        per_dispatch = self.config.train.steps_per_dispatch
         if counters.step >= total_steps or not self.training():
             return state  # a finished run rerun: only the test evaluation is left
         active = self.active_mask()
-        with chrono.measure("compile"):
-            batch = population.batch_at(*divmod(counters.step, steps_per_epoch))
-            train_step = population.train_step.lower(state, active, batch).compile()
-        self.stop.check(f"while compiling, at step {counters.step}")
         sums = self._saved_sums()
+        with chrono.measure("compile"):
+            train_steps = {
+                length: population.train_steps.lower(
+                    state, active, sums, population.abstract_batches(length)
+                ).compile(population.compiler_options)
+                for length in dispatch_lengths(steps_per_epoch, per_dispatch, every)
+            }
+        self.stop.check(f"while compiling, at step {counters.step}")
         progress = _Progress(total_steps, counters.step)
         chrono.start_training()
         self.epoch_first_step = counters.step
-        for step in range(counters.step, total_steps):
-            if not self.training():
-                break
+        step = counters.step
+        while step < total_steps and self.training():
             epoch, index = divmod(step, steps_per_epoch)
+            length = steps_in_dispatch(step, steps_per_epoch, per_dispatch, every)
             self.trace.at(step, state)
-            state, metrics = train_step(state, active, population.batch_at(epoch, index))
-            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-            counters.step = step + 1
-            progress.update(1)
+            batches = population.batches_at(step, length)
+            state, sums, first = train_steps[length](state, active, sums, batches)
             if step == 0:
-                for point, first in zip(counters.points, averages(metrics), strict=True):
-                    point.first_loss = first["loss"]
-            preempted = self.stop.requested or self.checkpointer.reached_preemption(step + 1)
+                for point, first_metrics in zip(counters.points, averages(first), strict=True):
+                    point.first_loss = first_metrics["loss"]
+            step = counters.step = step + length
+            progress.update(length)
+            preempted = self.stop.requested or any(
+                self.checkpointer.reached_preemption(s) for s in range(step - length + 1, step + 1)
+            )
             saved = False
-            if index == steps_per_epoch - 1:
+            if index + length == steps_per_epoch:
                 saved = self.end_epoch(state, sums, epoch, progress)
-                sums, active = None, self.active_mask()  # points stop only where they save
-            elif (every and (step + 1) % every == 0) or preempted:
+                sums, active = population.zero_sums(), self.active_mask()
+            elif (every and step % every == 0) or preempted:
                 epoch_sums = point_sums(sums)
                 for point, point_epoch_sums in zip(counters.points, epoch_sums, strict=True):
                     point.epoch_sums = point_epoch_sums
                 saved = self.save_unless_diverged(state, means(epoch_sums), epoch)
-                active = self.active_mask()
+                active = self.active_mask()  # points stop only where they save
             if preempted:
                 self.checkpointer.wait()
                 progress.close()
                 done = "saved" if saved else "nothing new saved"
-                self.stop.check(f"at step {step + 1}, {done}")
-                raise Preempted(f"preempted at step {step + 1}, {done}; rerun to resume")
+                self.stop.check(f"at step {step}, {done}")
+                raise Preempted(f"preempted at step {step}, {done}; rerun to resume")
         progress.close()
         self.checkpointer.wait()
         return state
 
-    def _saved_sums(self) -> dict[str, jax.Array] | None:
-        """The epoch's metric sums [points] from a mid-epoch checkpoint, as float32."""
+    def _saved_sums(self) -> dict[str, jax.Array]:
+        """The epoch's metric sums [points] so far: zero, or a mid-epoch checkpoint's."""
+        zeros = self.population.zero_sums()
         saved = [point.epoch_sums for point in self.counters.points]
         if all(sums is None for sums in saved):
-            return None
-        names = next(sums for sums in saved if sums is not None)
+            return zeros
         return {
-            name: jnp.asarray([(sums or {}).get(name, 0.0) for sums in saved], jnp.float32)
-            for name in names
+            name: jnp.asarray([(sums or {}).get(name, 0.0) for sums in saved], zero.dtype)
+            for name, zero in zeros.items()
         }
 
     def mark_diverged(self, state: Any, train: list[dict[str, float]], epoch: int) -> None:
@@ -303,8 +331,8 @@ class _Run:
         the epoch's rows and saves the group (and each improved point's best); True if saved."""
         population, counters, config = self.population, self.counters, self.config
         step = counters.step - 1
+        train, training = averages(sums), self.training()  # waits for the epoch's last step
         seconds = self.chrono.end_lap()
-        train, training = averages(sums), self.training()
         self.mark_diverged(state, train, epoch)
         val = population.evaluate(state, "val")
         rates = per_point(state.opt_state.hyperparams["learning_rate"])

@@ -92,6 +92,11 @@ class Population:
     configs: list[ml_collections.ConfigDict]
     stacked: bool
     train_step: Callable  # jitted (state, active [points] bool, batch) -> (state, metric sums)
+    # jitted (state, active, sums, batches [steps, ...]) -> (state, sums, first step's metrics)
+    train_steps: Callable
+    metric_shapes: Any  # the metric sums [points] as ShapeDtypeStructs
+    batch_shapes: Any  # one step's batch of every point as ShapeDtypeStructs
+    compiler_options: dict | None  # for compiling the train steps on this backend
     eval_step: Callable  # jitted (state, batch) -> metric sums
     point_target: Any  # one point's state as ShapeDtypeStructs with shardings, for restores
     steps_per_epoch: int
@@ -100,6 +105,7 @@ class Population:
     state_sharding: Any
     batch_sharding: NamedSharding
     eval_batch_sharding: NamedSharding
+    steps_batch_sharding: NamedSharding  # batches [steps, ...] of several steps
 
     @property
     def size(self) -> int:
@@ -108,7 +114,8 @@ class Population:
     def __post_init__(self):
         base = self.configs[0]
         limit = self.steps_per_epoch * base.train.num_epochs
-        self._prefetch = data_lib.Prefetcher(self._host_batch, base.data.prefetch, limit)
+        depth = base.data.prefetch * base.train.steps_per_dispatch
+        self._prefetch = data_lib.Prefetcher(self._host_batch, depth, limit)
 
     def close(self) -> None:
         """Stops reading batches ahead (the run ended, or stopped early)."""
@@ -132,6 +139,27 @@ class Population:
         """The training batch of every point at (epoch, step): each point's own data order,
         read ahead while the device computes."""
         return _place(self._prefetch(epoch * self.steps_per_epoch + step), self.batch_sharding)
+
+    def batches_at(self, first: int, count: int) -> dict[str, jax.Array]:
+        """The training batches of the run's steps [first, first + count), stacked [count, ...]
+        and placed at once, for `train_steps`."""
+        rows = [self._prefetch(index) for index in range(first, first + count)]
+        stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+        return _place(stacked, self.steps_batch_sharding)
+
+    def abstract_batches(self, count: int) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shapes and placement of `batches_at(first, count)`, for compiling."""
+        return jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(
+                (count, *s.shape), s.dtype, sharding=self.steps_batch_sharding
+            ),
+            self.batch_shapes,
+        )
+
+    def zero_sums(self) -> dict[str, jax.Array]:
+        """Metric sums [points] of no step, where an epoch's sums start."""
+        zeros = lambda s: jnp.zeros(s.shape, s.dtype, device=sharding.replicated(self.mesh))
+        return jax.tree.map(zeros, self.metric_shapes)
 
     def evaluate(self, state: Any, split: str) -> list[dict[str, float]]:
         """Every point's mean metrics over a whole split."""
@@ -164,6 +192,14 @@ class Population:
 # random-number program per parameter) about 6x slower than at level 2, which gives the same
 # bits (ResNet-18: 35 s -> 6 s on 2 cores). Initialisation runs once, so nothing is lost.
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 2}
+
+# XLA's CPU backend hands matmuls and convolutions to YNNPACK, the convolutions with layout
+# transposes around them. Its own convolutions are faster here (train steps: ResNet-20 1.53x,
+# MNIST LeNet-5 1.13x, digits LeNet-5 0.92x; README "CPU speed") and as accurate (tests/
+# test_speed.py), while YNNPACK's matmuls are the faster ones: YNNPACK keeps the matmuls only.
+CPU_STEP_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+}
 
 
 def build_population(
@@ -274,9 +310,33 @@ def build_population(
             return jax.tree.map(keep, new, state), metrics
 
         evaluate = jax.vmap(eval_point, in_axes=(0, None))
+
+    def steps(state, active, sums, batches):
+        """`step` over batches [steps, ...] in order, each step's metric sums added to `sums`
+        as it is made, as the loop adds them after single steps; also the first step's
+        metrics (the run's first loss, against which divergence is judged)."""
+
+        def one(carry, batch):
+            state, sums = carry
+            state, metrics = step(state, active, batch)
+            return (state, jax.tree.map(jnp.add, sums, metrics)), metrics
+
+        (state, sums), metrics = jax.lax.scan(one, (state, sums), batches)
+        return state, sums, jax.tree.map(lambda leaf: leaf[0], metrics)
+
+    steps_batch_sharding = NamedSharding(mesh, PartitionSpec(None, *batch_sharding.spec))
     decays = hyperparams["weight_decay"]
     init = jax.jit(init, out_shardings=state_sharding).lower(init_keys, decays)
     state = init.compile(compiler_options=INIT_COMPILER_OPTIONS)(init_keys, decays)
+    points = (len(configs),) if stacked else ()
+    batch = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(
+            (*points, base.data.batch_size, *leaf.shape[1:]), leaf.dtype
+        ),
+        first_rows,
+    )
+    active = jax.ShapeDtypeStruct((len(configs),), bool)
+    metric_shapes = jax.eval_shape(step, state, active, batch)[1]
     population = Population(
         configs=list(configs),
         stacked=stacked,
@@ -285,6 +345,17 @@ def build_population(
             in_shardings=(state_sharding, replicated, batch_sharding),
             out_shardings=(state_sharding, replicated),
             donate_argnums=0,
+        ),
+        train_steps=jax.jit(
+            steps,
+            in_shardings=(state_sharding, replicated, replicated, steps_batch_sharding),
+            out_shardings=(state_sharding, replicated, replicated),
+            donate_argnums=(0, 2),
+        ),
+        metric_shapes=metric_shapes,
+        batch_shapes=batch,
+        compiler_options=(
+            CPU_STEP_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
         ),
         eval_step=jax.jit(
             evaluate, in_shardings=(state_sharding, eval_batch_sharding), out_shardings=replicated
@@ -296,5 +367,6 @@ def build_population(
         state_sharding=state_sharding,
         batch_sharding=batch_sharding,
         eval_batch_sharding=eval_batch_sharding,
+        steps_batch_sharding=steps_batch_sharding,
     )
     return population, state
