@@ -27,7 +27,7 @@ from research import data as data_lib
 from research.flops import matmul_flops
 from research.train import records, sharding
 from research.train.population import build_population
-from research.train.profiling import Trace
+from research.train.profiling import Trace, operation_seconds
 from research.train.setup import build_setup
 
 flags.DEFINE_integer("batch_size", None, "Global batch size (default: the experiment's).")
@@ -152,8 +152,8 @@ YNNPACK_CONVOLUTIONS = {
 
 
 def _compile(population, state, batch) -> tuple[Any, float, bool]:
-    """The compiled step, compiled as the loop compiles it (unless --ynnpack_convolutions), the
-    seconds its compilation took, and whether the cache had it."""
+    """The compiled step (one step per call), with the loop's compiler options unless
+    --ynnpack_convolutions; the seconds its compilation took, and whether the cache had it."""
     hits_before = EVENTS[CACHE_HIT]
     start = time.perf_counter()
     options = population.compiler_options
@@ -428,7 +428,10 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
             common.fail(f"--profile_steps ends after the {FLAGS.steps} timed steps (--steps).")
         trace = Trace(steps, pathlib.Path("runs/bench/profile") / config.name)
     result = benchmark(config, FLAGS.steps, FLAGS.warmup_steps, dataset, trace)
-    out = pathlib.Path(FLAGS.out or f"runs/bench/{config.name}.json")
+    if trace:
+        result["operations_ms_per_step"] = _print_operations(trace)
+    variant = "_ynnpack" if FLAGS.ynnpack_convolutions else ""
+    out = pathlib.Path(FLAGS.out or f"runs/bench/{config.name}{variant}.json")
     uncached = _uncached_compile_time(result, out)
     result.update(
         config=FLAGS.config,
@@ -442,6 +445,18 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     for key, value in result.items():
         print(f"{key:30s} {value}")
     _write(result, out)
+
+
+def _print_operations(trace: Trace, top: int = 12) -> dict[str, float]:
+    """Prints and returns the traced steps' milliseconds per step by XLA operation kind (summed
+    over the runtime's threads, so they can add up to more than a step's wall time)."""
+    seconds = operation_seconds(trace.directory)
+    traced = trace.steps[1] - trace.steps[0]
+    total = sum(seconds.values()) or 1.0
+    print(f"XLA operations over the {traced} traced steps (thread time, top {top}):")
+    for name, value in list(seconds.items())[:top]:
+        print(f"  {name:40s} {1e3 * value / traced:10.2f} ms/step {100 * value / total:6.1f}%")
+    return {name: 1e3 * value / traced for name, value in seconds.items()}
 
 
 def _write(result: dict, path: str | pathlib.Path) -> pathlib.Path:

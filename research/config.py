@@ -387,11 +387,17 @@ RUN_OPTIONS = (
 
 def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
     """Keys whose value in a saved config.json differs from `config`: {key: (saved, new)},
-    leaving out RUN_OPTIONS fields."""
+    leaving out RUN_OPTIONS fields. A key the saved config lacks is no difference while
+    `config` holds base_config's default there: a field the code gained after that run
+    started, at the value that means what the run did without it."""
     old = flatten(saved)
     new = flatten(json.loads(to_json(config)))
+    defaults = flatten(json.loads(to_json(base_config(config.name))))
+    added = {
+        key for key in new.keys() - old.keys() if key in defaults and new[key] == defaults[key]
+    }
     return {
         key: (old.get(key, "<absent>"), new.get(key, "<absent>"))
-        for key in sorted((old.keys() | new.keys()) - set(RUN_OPTIONS))
+        for key in sorted((old.keys() | new.keys()) - set(RUN_OPTIONS) - added)
         if old.get(key, "<absent>") != new.get(key, "<absent>")
     }

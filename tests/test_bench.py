@@ -57,12 +57,18 @@ def test_bench_writes_its_fields_and_a_second_run_hits_the_cache(tmp_path) -> No
 
 def test_ynnpack_convolutions_compiles_the_step_as_xla_does_by_default(tmp_path) -> None:
     """The flag that times the loop's convolution lever against XLA's default: the program
-    it times has YNNPACK convolution fusions, which the loop's has not."""
+    it times has YNNPACK convolution fusions, which the loop's has not; --profile_steps prints
+    and records the traced steps' time per XLA operation."""
     out = tmp_path / "bench.json"
-    args = ("--config=experiments/digits_resnet.py", "--steps=1", "--warmup_steps=0")
-    result = run_module("launch.bench", *args, f"--out={out}", "--ynnpack_convolutions")
+    args = ("--config=experiments/digits_resnet.py", "--steps=2", "--warmup_steps=0")
+    result = run_module(
+        "launch.bench", *args, f"--out={out}", "--ynnpack_convolutions", "--profile_steps=0:2"
+    )
     assert result.returncode == 0, result.stderr
-    assert json.loads(out.read_text())["ynnpack_convolutions"] is True
+    written = json.loads(out.read_text())
+    assert written["ynnpack_convolutions"] is True
+    assert "XLA operations over the 2 traced steps" in result.stdout
+    assert written["operations_ms_per_step"]["ynn_fusion"] > 0  # its convolutions, traced
     import jax.numpy as jnp
     from conftest import ROOT
 

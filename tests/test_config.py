@@ -148,12 +148,16 @@ def test_differences_lists_exactly_the_changed_keys(config) -> None:
 
 
 def test_differences_reports_keys_present_on_one_side_only(config) -> None:
+    """...except a key the saved config lacks that is at its default now (a field added to
+    the code after that run started)."""
+    cfg.override(config, "optimizer.ema_decay", "0.5")
     saved = json.loads(cfg.to_json(config))
     saved["extra"] = 1
-    del saved["data"]["download"]
+    del saved["data"]["download"]  # False now: the default
+    del saved["optimizer"]["ema_decay"]  # 0.5 now: not the default
     assert cfg.differences(saved, config) == {
         "extra": (1, "<absent>"),
-        "data.download": ("<absent>", False),
+        "optimizer.ema_decay": ("<absent>", 0.5),
     }
 
 

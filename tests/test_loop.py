@@ -22,6 +22,7 @@ from research.train.loop import (
     train_and_evaluate,
 )
 from research.train.optim import make_optimizer
+from research.train.population import Population
 from research.train.setup import model_kwargs
 from research.train.steps import create_state, make_eval_step, make_train_step
 
@@ -150,9 +151,16 @@ def test_the_programs_compiled_before_training_are_those_the_run_dispatches(
     assert lengths == dispatch_lengths(steps_per_epoch, per_dispatch, every)
 
 
-def test_several_steps_per_dispatch_give_the_same_bits_as_one(make_config, tmp_path):
+def test_several_steps_per_dispatch_give_the_same_bits_as_one(make_config, tmp_path, monkeypatch):
     """The scan over several batches runs the same step: same metrics rows, same parameters
     (measured on this CPU backend; the runs differ only in how often the host dispatches)."""
+    dispatched = []
+    batches_at = Population.batches_at
+    monkeypatch.setattr(
+        Population,
+        "batches_at",
+        lambda self, first, count: dispatched.append(count) or batches_at(self, first, count),
+    )
     runs = {}
     for per_dispatch in (1, 4):
         config = make_config(
@@ -165,11 +173,35 @@ def test_several_steps_per_dispatch_give_the_same_bits_as_one(make_config, tmp_p
         newest = max(latest.iterdir(), key=lambda p: int(p.name))
         params = ocp.StandardCheckpointer().restore(newest / "state")["params"]
         runs[per_dispatch] = (metrics_without_timing(workdir), ocp.tree.to_flat_dict(params))
+    # 20 steps per epoch, saves every 6: dispatches of 4 from steps 0, 8, 12, 20, 24, 32, 36.
+    assert dispatched.count(4) == 7 and sum(dispatched) == 2 * 2 * 20
     (rows, params), (rows_4, params_4) = runs[1], runs[4]
     assert len(rows) == 5 and rows == rows_4
     assert params.keys() == params_4.keys()
     for key in params:
         np.testing.assert_array_equal(params[key], params_4[key])
+
+
+def test_the_loop_compiles_its_steps_with_the_populations_compiler_options(
+    make_config, tmp_path, monkeypatch
+):
+    """An option XLA rejects reaches the compiler: the loop uses CPU_STEP_COMPILER_OPTIONS."""
+    bad = {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"}
+    monkeypatch.setattr("research.train.population.CPU_STEP_COMPILER_OPTIONS", bad)
+    with pytest.raises(Exception, match="NOT_A_FUSION_TYPE"):
+        train_and_evaluate(make_config(), tmp_path)
+
+
+def test_a_run_saved_before_a_field_existed_resumes_at_the_fields_default(make_config, tmp_path):
+    """A workdir from an older version (its config.json lacks train.steps_per_dispatch) is
+    taken as the same config while the field is at its default; at another value it is not."""
+    summary = train_and_evaluate(make_config(), tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["train"]["steps_per_dispatch"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert train_and_evaluate(make_config(), tmp_path)["test"] == summary["test"]
+    with pytest.raises(UserError, match="train.steps_per_dispatch: 1 in the workdir, 2 now"):
+        train_and_evaluate(make_config(**{"train.steps_per_dispatch": 2}), tmp_path)
 
 
 def test_early_stopping_stops_after_patience_and_tests_the_best_epoch(make_config, tmp_path):

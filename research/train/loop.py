@@ -256,7 +256,7 @@ class _Run:
         while step < total_steps and self.training():
             epoch, index = divmod(step, steps_per_epoch)
             length = steps_in_dispatch(step, steps_per_epoch, per_dispatch, every)
-            self.trace.at(step, state)
+            self.trace.at(step, state, length)
             batches = population.batches_at(step, length)
             state, sums, first = train_steps[length](state, active, sums, batches)
             if step == 0:
