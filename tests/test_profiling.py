@@ -51,7 +51,7 @@ def test_bench_refuses_a_trace_past_its_timed_steps(tmp_path):
 
 def test_operation_seconds_counts_each_events_own_time(tmp_path):
     """A loop (`while`) whose body ran a fusion and a dot: the loop keeps only its own time;
-    the Python thread's events are not XLA operations."""
+    `fusion.3` is another fusion; the Python thread's events are not XLA operations."""
     xla, python = {"pid": 1, "tid": 7}, {"pid": 1, "tid": 8}
     events = [
         {"ph": "M", "name": "thread_name", **xla, "args": {"name": "tf_XLAPjRtCpuClient/1"}},
@@ -60,7 +60,7 @@ def test_operation_seconds_counts_each_events_own_time(tmp_path):
         {"ph": "X", "name": "fusion", "ts": 10, "dur": 20, **xla},
         {"ph": "X", "name": "dot", "ts": 40, "dur": 20, **xla},
         {"ph": "X", "name": "ThunkExecutor::Execute", "ts": 0, "dur": 100, **xla},
-        {"ph": "X", "name": "fusion", "ts": 200, "dur": 5, **xla},
+        {"ph": "X", "name": "fusion.3", "ts": 200, "dur": 5, **xla},
         {"ph": "X", "name": "PjitFunction(step)", "ts": 0, "dur": 300, **python},
     ]
     trace = tmp_path / "plugins" / "profile" / "run" / "host.trace.json.gz"

@@ -5,6 +5,7 @@ import collections
 import gzip
 import json
 import pathlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,14 +42,14 @@ class Trace:
 
 
 # Events on XLA's CPU runtime threads that are not an operation's own work.
-_NOT_OPERATIONS = ("ThunkExecutor", "ThreadpoolListener", "end: ")
+_NOT_OPERATIONS = ("ThunkExecutor", "ThreadpoolListener", "SlinkyThreadPool", "end: ")
 
 
 def operation_seconds(directory: pathlib.Path) -> dict[str, float]:
     """Seconds per XLA CPU operation (thunk) name in the newest trace under `directory`, most
     first: each event's own time (without the events nested in it, e.g. a loop's body) summed
-    over the runtime's threads. XLA names an operation by its kind (`dot`, `ynn_fusion`,
-    `transpose_copy_fusion`, `while`, ...), so equal kinds add up."""
+    over the runtime's threads, by kind: XLA names operations `dot.8`, `ynn_fusion.3`,
+    `transpose_copy_fusion`, ..., and the numbered copies of a kind add up."""
     traces = sorted(directory.rglob("*.trace.json.gz"), key=lambda path: path.stat().st_mtime)
     if not traces:
         return {}
@@ -66,7 +67,8 @@ def operation_seconds(directory: pathlib.Path) -> dict[str, float]:
         name = event.get("name", "")
         if event.get("ph") == "X" and thread.startswith("tf_XLA"):
             if not name.startswith(_NOT_OPERATIONS):
-                by_thread[thread].append((event["ts"], event.get("dur", 0.0), name))
+                kind = re.sub(r"\.\d+$", "", name)
+                by_thread[thread].append((event["ts"], event.get("dur", 0.0), kind))
     totals = collections.Counter()
     for spans in by_thread.values():
         open_spans: list[list] = []  # [end, name, own time] of the spans that contain this one
