@@ -151,9 +151,11 @@ def test_the_programs_compiled_before_training_are_those_the_run_dispatches(
     assert lengths == dispatch_lengths(steps_per_epoch, per_dispatch, every)
 
 
-def test_several_steps_per_dispatch_give_the_same_bits_as_one(make_config, tmp_path, monkeypatch):
-    """The scan over several batches runs the same step: same metrics rows, same parameters
-    (measured on this CPU backend; the runs differ only in how often the host dispatches)."""
+def test_several_steps_per_dispatch_train_the_same_run_to_float_rounding(
+    make_config, tmp_path, monkeypatch
+):
+    """The scan over several batches runs the same step, compiled inside a loop: the same run
+    to float rounding (the scan's program rounds differently from the single step's)."""
     dispatched = []
     batches_at = Population.batches_at
     monkeypatch.setattr(
@@ -173,13 +175,20 @@ def test_several_steps_per_dispatch_give_the_same_bits_as_one(make_config, tmp_p
         newest = max(latest.iterdir(), key=lambda p: int(p.name))
         params = ocp.StandardCheckpointer().restore(newest / "state")["params"]
         runs[per_dispatch] = (metrics_without_timing(workdir), ocp.tree.to_flat_dict(params))
-    # 20 steps per epoch, saves every 6: dispatches of 4 from steps 0, 8, 12, 20, 24, 32, 36.
-    assert dispatched.count(4) == 7 and sum(dispatched) == 2 * 2 * 20
+    # 20 steps per epoch, saves every 6: dispatches of 4 from steps 0, 8, 12, 20, 24, 32, 36
+    # (the other 12 steps, and every step of the K=1 run, go one by one through `batch_at`).
+    assert dispatched == [4] * 7
     (rows, params), (rows_4, params_4) = runs[1], runs[4]
-    assert len(rows) == 5 and rows == rows_4
+    assert len(rows) == 5 and [(r["step"], r["split"]) for r in rows] == [
+        (r["step"], r["split"]) for r in rows_4
+    ]
+    for row, row_4 in zip(rows, rows_4, strict=True):
+        assert row_4["loss"] == pytest.approx(row["loss"], rel=1e-4)
+        assert abs(row_4["accuracy"] - row["accuracy"]) <= 0.01
     assert params.keys() == params_4.keys()
     for key in params:
-        np.testing.assert_array_equal(params[key], params_4[key])
+        scale = float(np.abs(params[key]).max())
+        np.testing.assert_allclose(params_4[key], params[key], atol=1e-3 * scale)
 
 
 def test_the_loop_compiles_its_steps_with_the_populations_compiler_options(

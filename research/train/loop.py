@@ -242,12 +242,16 @@ class _Run:
         active = self.active_mask()
         sums = self._saved_sums()
         with chrono.measure("compile"):
-            train_steps = {
-                length: population.train_steps.lower(
-                    state, active, sums, population.abstract_batches(length)
-                ).compile(population.compiler_options)
-                for length in dispatch_lengths(steps_per_epoch, per_dispatch, every)
-            }
+            options, programs = population.compiler_options, {}
+            for length in dispatch_lengths(steps_per_epoch, per_dispatch, every):
+                if length == 1:
+                    lowered = population.train_step.lower(
+                        state, active, population.abstract_batches()
+                    )
+                else:
+                    batches = population.abstract_batches(length)
+                    lowered = population.train_steps.lower(state, active, sums, batches)
+                programs[length] = lowered.compile(options)
         self.stop.check(f"while compiling, at step {counters.step}")
         progress = _Progress(total_steps, counters.step)
         chrono.start_training()
@@ -257,8 +261,13 @@ class _Run:
             epoch, index = divmod(step, steps_per_epoch)
             length = steps_in_dispatch(step, steps_per_epoch, per_dispatch, every)
             self.trace.at(step, state, length)
-            batches = population.batches_at(step, length)
-            state, sums, first = train_steps[length](state, active, sums, batches)
+            if length == 1:
+                batch = population.batch_at(epoch, index)
+                state, first = programs[1](state, active, batch)
+                sums = jax.tree.map(jnp.add, sums, first)
+            else:
+                batches = population.batches_at(step, length)
+                state, sums, first = programs[length](state, active, sums, batches)
             if step == 0:
                 for point, first_metrics in zip(counters.points, averages(first), strict=True):
                     point.first_loss = first_metrics["loss"]

@@ -92,7 +92,9 @@ class Population:
     configs: list[ml_collections.ConfigDict]
     stacked: bool
     train_step: Callable  # jitted (state, active [points] bool, batch) -> (state, metric sums)
-    # jitted (state, active, sums, batches [steps, ...]) -> (state, sums, first step's metrics)
+    # jitted (state, active, sums, batches [steps, ...]) -> (state, sums, first step's metrics):
+    # several steps per call; a scan, slower per step than `train_step` for convolutional nets
+    # on CPU (README "Several steps per dispatch"), so single steps go through `train_step`
     train_steps: Callable
     metric_shapes: Any  # the metric sums [points] as ShapeDtypeStructs
     batch_shapes: Any  # one step's batch of every point as ShapeDtypeStructs
@@ -147,12 +149,15 @@ class Population:
         stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
         return _place(stacked, self.steps_batch_sharding)
 
-    def abstract_batches(self, count: int) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shapes and placement of `batches_at(first, count)`, for compiling."""
+    def abstract_batches(self, count: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shapes and placement of `batches_at(first, count)`, or of one step's batch
+        (`batch_at`) without a count, for compiling."""
+        if count is None:
+            shape, placement = (), self.batch_sharding
+        else:
+            shape, placement = (count,), self.steps_batch_sharding
         return jax.tree.map(
-            lambda s: jax.ShapeDtypeStruct(
-                (count, *s.shape), s.dtype, sharding=self.steps_batch_sharding
-            ),
+            lambda s: jax.ShapeDtypeStruct((*shape, *s.shape), s.dtype, sharding=placement),
             self.batch_shapes,
         )
 
