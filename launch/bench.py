@@ -4,7 +4,8 @@
 builds the state and step exactly as launch.train does, then times the step on one
 device-resident batch (synthetic) and on the real input pipeline (a fresh batch per step).
 `--compare=torch` times the same step against its PyTorch twin (research.torch_twins) in
-alternating rounds; `--suite=accelerator` benchmarks the entries of launch.bench_suite.
+alternating rounds, `--compare=group --points=N` a vmapped group of N points against one
+point's step taken N times; `--suite=accelerator` benchmarks the entries of launch.bench_suite.
 """
 
 import collections
@@ -25,6 +26,7 @@ from absl import flags
 from launch import bench_suite, common
 from research import data as data_lib
 from research.flops import matmul_flops
+from research.sweep import expand
 from research.train import records, sharding
 from research.train.population import build_population
 from research.train.profiling import Trace, operation_seconds
@@ -53,8 +55,11 @@ flags.DEFINE_string(
     "compare",
     None,
     "torch: time the step against its PyTorch twin on one fixed batch, in alternating rounds of "
-    "--steps steps (PyTorch is the optional extra: pip install -e '.[bench]').",
+    "--steps steps (PyTorch is the optional extra: pip install -e '.[bench]'). group: time a "
+    "vmapped group of --points points (seeds seed .. seed + points - 1, as launch.sweep "
+    "--executor=vmap trains them) against one point's step taken --points times, per point.",
 )
+flags.DEFINE_integer("points", 8, "The points in the group that --compare=group times.")
 flags.DEFINE_integer("rounds", 7, "Rounds of each side for --compare; medians are reported.")
 flags.DEFINE_string(
     "suite", None, f"One of {sorted(bench_suite.SUITES)}: a fixed set of benchmarks instead."
@@ -117,10 +122,13 @@ def fake_dataset(batch_size: int, shape: tuple[int, ...], num_classes: int) -> d
     return data_lib.Dataset({"train": arrays}, data_lib.image_info(arrays, num_classes))
 
 
-def _time_steps(train_step, state, batches, count: int, trace=None) -> tuple[Any, float]:
-    """Runs `count` steps on `next(batches)`; returns the state and seconds until it is ready.
-    A `trace` (research.train.profiling.Trace) records the steps it names."""
-    active = jnp.ones(1, bool)
+def _time_steps(
+    train_step, state, batches, count: int, trace=None, points: int = 1
+) -> tuple[Any, float]:
+    """Runs `count` steps of a population of `points` on `next(batches)`; returns the state
+    and seconds until it is ready. A `trace` (research.train.profiling.Trace) records the steps
+    it names."""
+    active = jnp.ones(points, bool)
     start = time.perf_counter()
     for step in range(count):
         if trace:
@@ -133,13 +141,19 @@ def _time_steps(train_step, state, batches, count: int, trace=None) -> tuple[Any
 
 
 @contextlib.contextmanager
-def built(config, dataset: data_lib.Dataset | None = None):
+def built(config, dataset: data_lib.Dataset | None = None, points: int = 1):
     """Inside the config's mesh: its task, model, population and initial state, built exactly
-    as launch.train builds them; `dataset` replaces the config's data."""
+    as launch.train builds them; `dataset` replaces the config's data. With `points` > 1 the
+    population is the vmapped group of seeds config.seed onwards that launch.sweep
+    --executor=vmap would build."""
     mesh = sharding.make_mesh(config.mesh)
+    configs = [config]
+    if points > 1:
+        seeds = [{"seed": config.seed + index} for index in range(points)]
+        configs = [point.config for point in expand(config, seeds)]
     with jax.set_mesh(mesh):
         dataset, task, model = build_setup(config, dataset)
-        population, state = build_population([config], dataset, task, model, mesh, stacked=False)
+        population, state = build_population(configs, dataset, task, model, mesh, points > 1)
         yield task, model, population, state
 
 
@@ -159,7 +173,8 @@ def _compile(population, state, batch) -> tuple[Any, float, bool]:
     options = population.compiler_options
     if FLAGS.ynnpack_convolutions:
         options = YNNPACK_CONVOLUTIONS
-    compiled = population.train_step.lower(state, jnp.ones(1, bool), batch).compile(options)
+    active = jnp.ones(len(population.configs), bool)
+    compiled = population.train_step.lower(state, active, batch).compile(options)
     return compiled, time.perf_counter() - start, EVENTS[CACHE_HIT] > hits_before
 
 
@@ -282,18 +297,9 @@ def compare_with_torch(twins, config, dataset, rounds: int, steps: int, warmup: 
             "parameters each",
             flush=True,
         )
-        ours(warmup), theirs(warmup)
-        per_round = []
-        for index in range(rounds):
-            ours_ms, torch_ms = (1e3 * measure(steps) / steps for measure in (ours, theirs))
-            ratio = torch_ms / ours_ms
-            per_round.append({"ours_ms": ours_ms, "torch_ms": torch_ms, "ratio": ratio})
-            print(
-                f"round {index + 1}/{rounds}: ours {ours_ms:.1f} ms/step, "
-                f"PyTorch {torch_ms:.1f} ms/step, PyTorch/ours {ratio:.2f}",
-                flush=True,
-            )
-    ratios = [r["ratio"] for r in per_round]
+        timing = alternate(
+            ("ours", "ours", ours), ("torch", "PyTorch", theirs), rounds, steps, warmup
+        )
     return {
         "experiment": config.name,
         "model": config.model.name,
@@ -308,11 +314,82 @@ def compare_with_torch(twins, config, dataset, rounds: int, steps: int, warmup: 
         "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
         "steps_per_round": steps,
         "compile_time_s": compile_time,
+        **timing,
+    }
+
+
+def alternate(first, second, rounds: int, steps: int, warmup: int, unit: str = "ms/step") -> dict:
+    """Two measures, each (key, label, seconds for a count of steps), in `rounds` rounds of
+    `steps` steps, the first then the second, so a load on the machine slows both alike: per
+    round each one's milliseconds per step and the ratio second/first (above 1, the first is
+    faster), and their medians."""
+    (key_a, label_a, measure_a), (key_b, label_b, measure_b) = first, second
+    measure_a(warmup), measure_b(warmup)
+    per_round = []
+    for index in range(rounds):
+        a_ms, b_ms = (1e3 * measure(steps) / steps for measure in (measure_a, measure_b))
+        per_round.append({f"{key_a}_ms": a_ms, f"{key_b}_ms": b_ms, "ratio": b_ms / a_ms})
+        print(
+            f"round {index + 1}/{rounds}: {label_a} {a_ms:.1f} {unit}, {label_b} {b_ms:.1f} "
+            f"{unit}, {label_b}/{label_a} {b_ms / a_ms:.2f}",
+            flush=True,
+        )
+    ratios = [r["ratio"] for r in per_round]
+    return {
         "rounds": per_round,
-        "median_ours_ms": statistics.median(r["ours_ms"] for r in per_round),
-        "median_torch_ms": statistics.median(r["torch_ms"] for r in per_round),
+        f"median_{key_a}_ms": statistics.median(r[f"{key_a}_ms"] for r in per_round),
+        f"median_{key_b}_ms": statistics.median(r[f"{key_b}_ms"] for r in per_round),
         "median_ratio": statistics.median(ratios),
         "ratio_range": [min(ratios), max(ratios)],
+    }
+
+
+def compare_group(config, dataset, points: int, rounds: int, steps: int, warmup: int) -> dict:
+    """A vmapped group of `points` points against one point's step taken `points` times, per
+    point and step, on fixed batches in alternating rounds: what training a sweep's points as
+    one program (launch.sweep --executor=vmap, launch.tune) saves or costs per step against
+    training them one after another (--executor=local), start-up and compilation aside."""
+    with built(config, dataset, points) as (_, _, group, group_state):
+        with built(config, group.dataset) as (_, _, single, single_state):
+            group_batch, single_batch = group.batch_at(0, 0), single.batch_at(0, 0)
+            group_step, group_compile, _ = _compile(group, group_state, group_batch)
+            single_step, single_compile, _ = _compile(single, single_state, single_batch)
+
+            def in_group(count: int) -> float:
+                nonlocal group_state
+                batches = itertools.repeat(group_batch)
+                group_state, seconds = _time_steps(
+                    group_step, group_state, batches, count, points=points
+                )
+                return seconds / points
+
+            def separately(count: int) -> float:
+                nonlocal single_state
+                batches = itertools.repeat(single_batch)
+                single_state, seconds = _time_steps(
+                    single_step, single_state, batches, count * points
+                )
+                return seconds / points
+
+            timing = alternate(
+                ("group", "group", in_group),
+                ("separate", "separate", separately),
+                rounds,
+                steps,
+                warmup,
+                unit="ms per point step",
+            )
+    return {
+        "experiment": config.name,
+        "model": config.model.name,
+        "batch_size": config.data.batch_size,
+        "points": points,
+        "backend": jax.default_backend(),
+        "devices": group.mesh.size,
+        "steps_per_round": steps,
+        "group_compile_time_s": group_compile,
+        "separate_compile_time_s": single_compile,
+        **timing,
     }
 
 
@@ -350,11 +427,17 @@ def check_flags(overrides: dict[str, str]) -> tuple[int, ...]:
             ("batch_size", FLAGS.batch_size, 1, "or omitted for the experiment's own"),
             ("fake_classes", fake_classes, 1, "the number of labels"),
             ("rounds", FLAGS.rounds, 1, "the rounds of each side of --compare"),
+            ("points", FLAGS.points, 2, "the points of the group --compare=group times"),
         )
         if value is not None and value < least
     ]
-    if FLAGS.compare not in (None, "torch"):
-        wrong.append(f"--compare={FLAGS.compare} must be torch (the framework with twins)")
+    if FLAGS.compare not in (None, "torch", "group"):
+        wrong.append(
+            f"--compare={FLAGS.compare} must be torch (the framework with twins) or group (a "
+            "vmapped group against separate steps)"
+        )
+    if FLAGS["points"].present and FLAGS.compare != "group":
+        wrong.append("--points sizes the group of --compare=group, which is not given")
     if FLAGS.suite not in (None, *bench_suite.SUITES):
         wrong.append(f"--suite={FLAGS.suite} must be one of {sorted(bench_suite.SUITES)}")
     if FLAGS.suite is not None:
@@ -390,7 +473,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     if FLAGS.batch_size is not None:
         overrides = {**overrides, "data.batch_size": str(FLAGS.batch_size)}
     config = common.load_config(overrides)
-    twins = _torch_twins() if FLAGS.compare else None
+    twins = _torch_twins() if FLAGS.compare == "torch" else None
     if twins and jax.default_backend() != "cpu":
         common.fail(
             f"--compare=torch times both frameworks on the CPU (its twins run there), but JAX "
@@ -403,10 +486,15 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     dataset = None
     if FLAGS.fake_data:
         dataset = fake_dataset(config.data.batch_size, shape, FLAGS.fake_classes)
-    if twins:
-        result = compare_with_torch(
-            twins, config, dataset, FLAGS.rounds, FLAGS.steps, FLAGS.warmup_steps
-        )
+    if FLAGS.compare:
+        timing = (FLAGS.rounds, FLAGS.steps, FLAGS.warmup_steps)
+        if twins:
+            result = compare_with_torch(twins, config, dataset, *timing)
+            ratio, meaning, name = "PyTorch/ours", "ours is faster", f"{config.name}_vs_torch"
+        else:
+            result = compare_group(config, dataset, FLAGS.points, *timing)
+            ratio, meaning = "separate/group per point step", "the group trains each point faster"
+            name = f"{config.name}_group{FLAGS.points}"
         result.update(
             config=FLAGS.config,
             overrides=overrides,
@@ -415,11 +503,11 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         )
         low, high = result["ratio_range"]
         print(
-            f"median PyTorch/ours {result['median_ratio']:.2f} (rounds {low:.2f} to {high:.2f}); "
-            "above 1, ours is faster",
+            f"median {ratio} {result['median_ratio']:.2f} (rounds {low:.2f} to {high:.2f}); "
+            f"above 1, {meaning}",
             flush=True,
         )
-        _write(result, FLAGS.out or f"runs/bench/{config.name}_vs_torch.json")
+        _write(result, FLAGS.out or f"runs/bench/{name}.json")
         return
     trace = None
     if FLAGS.profile_steps is not None:

@@ -174,14 +174,15 @@ def test_torch_optimizer_makes_our_updates(name) -> None:
 
 
 @pytest.mark.slow
-def test_compare_with_torch_alternates_rounds_and_writes_the_ratio(tmp_path) -> None:
-    pytest.importorskip("torch")
+def _compare(tmp_path, *flags: str) -> tuple[str, dict]:
+    """A tiny digits LeNet-5 compared in 3 rounds of 2 steps: the output and the JSON, after
+    checking what every comparison writes (numbered rounds, the median and range of ratios)."""
     out = tmp_path / "compare.json"
     result = run_module(
         "launch.bench",
         "--config=experiments/digits_lenet.py",
         "--config.model.features=(4, 8)",
-        "--compare=torch",
+        *flags,
         "--rounds=3",
         "--steps=2",
         "--warmup_steps=1",
@@ -189,23 +190,38 @@ def test_compare_with_torch_alternates_rounds_and_writes_the_ratio(tmp_path) -> 
         f"--cache_dir={tmp_path / 'cache'}",
     )
     assert result.returncode == 0, result.stderr
-    threads = f"{len(os.sched_getaffinity(0))} threads"
-    assert "OMP_WAIT_POLICY=PASSIVE" in result.stdout and threads in result.stdout
-    assert [line[:9] for line in result.stdout.splitlines() if line.startswith("round")] == [
-        "round 1/3",
-        "round 2/3",
-        "round 3/3",
-    ]
+    rounds = [line for line in result.stdout.splitlines() if line.startswith("round")]
+    assert [line[:9] for line in rounds] == ["round 1/3", "round 2/3", "round 3/3"]
     report = json.loads(out.read_text())
     ratios = [r["ratio"] for r in report["rounds"]]
     assert report["median_ratio"] == sorted(ratios)[1]
     assert report["ratio_range"] == [min(ratios), max(ratios)]
+    assert report["batch_size"] == 32 and report["model"] == "lenet"
+    return result.stdout, report
+
+
+def test_compare_with_torch_alternates_rounds_and_writes_the_ratio(tmp_path) -> None:
+    pytest.importorskip("torch")
+    stdout, report = _compare(tmp_path, "--compare=torch")
+    threads = f"{len(os.sched_getaffinity(0))} threads"
+    assert "OMP_WAIT_POLICY=PASSIVE" in stdout and threads in stdout
     assert all(r["ratio"] == pytest.approx(r["torch_ms"] / r["ours_ms"]) for r in report["rounds"])
     convs = (25 * 1 * 4 + 4) + (25 * 4 * 8 + 8)  # 5x5 kernels and biases
     dense = (2 * 2 * 8 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)
     assert report["parameters"] == convs + dense
-    assert report["optimizer"] == "adam" and report["batch_size"] == 32
+    assert report["optimizer"] == "adam"
     assert report["input_shape"]["image"] == [8, 8, 1]
+
+
+def test_compare_group_times_a_vmapped_group_against_separate_steps(tmp_path) -> None:
+    """What a sweep's points cost per step in one vmapped program against one after another:
+    per point, in alternating rounds, and the ratio of the two."""
+    stdout, report = _compare(tmp_path, "--compare=group", "--points=3")
+    assert stdout.count("ms per point step") == 6 and report["points"] == 3
+    ratios = [r["separate_ms"] / r["group_ms"] for r in report["rounds"]]
+    assert [r["ratio"] for r in report["rounds"]] == pytest.approx(ratios)
+    assert report["median_group_ms"] > 0 and report["median_separate_ms"] > 0
+    assert report["group_compile_time_s"] > 0 and report["separate_compile_time_s"] > 0
 
 
 def test_compare_refuses_models_without_twins_and_unmirrored_settings() -> None:
@@ -228,10 +244,17 @@ def test_compare_refuses_models_without_twins_and_unmirrored_settings() -> None:
 
 def test_comparison_and_suite_flags_are_refused_before_anything_is_built(tmp_path) -> None:
     out = tmp_path / "bench.json"
-    flags = ("--compare=tf", "--suite=gpu", "--rounds=0")
+    flags = ("--compare=tf", "--suite=gpu", "--rounds=0", "--points=1")
     result = run_module("launch.bench", *flags, f"--out={out}", timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    for words in ("--compare=tf must be torch", "--suite=gpu must be one of", "--rounds=0"):
+    for words in (
+        "--compare=tf must be torch",
+        "or group",
+        "--suite=gpu must be one of",
+        "--rounds=0",
+        "--points=1 must be >= 2",
+        "--points sizes the group of --compare=group, which is not given",
+    ):
         assert words in result.stderr
     suite = ("--suite=accelerator", "--config=experiments/digits_lenet.py", "--config.seed=1")
     result = run_module("launch.bench", *suite, "--batch_size=8", f"--out={out}", timeout=120)
