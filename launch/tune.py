@@ -20,6 +20,12 @@ flags.DEFINE_integer("eta", 3, "At each rung the top 1/eta of the trials still t
 flags.DEFINE_integer(
     "min_epochs", 1, "The first rung's epoch; the next ones are min_epochs * eta**k."
 )
+flags.DEFINE_integer(
+    "group_size",
+    None,
+    "At most this many trials per vmapped program (default: every trial that can share one). "
+    "1 trains them one at a time: faster per step for conv nets on a CPU (README, Sweeps).",
+)
 FLAGS = flags.FLAGS
 
 
@@ -38,6 +44,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
             trials=FLAGS.trials,
             eta=FLAGS.eta,
             min_epochs=FLAGS.min_epochs,
+            group_size=FLAGS.group_size,
         )
     except Preempted as preempted:
         print(preempted, flush=True)

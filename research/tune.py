@@ -190,6 +190,7 @@ def _decisions(root: pathlib.Path, settings: dict[str, Any]) -> list[dict[str, A
             f"{str(path)!r} is damaged ({type(error).__name__}: {error}), so this tune's "
             "decisions cannot be replayed. Restore the file, or pass a new --workdir."
         ) from None
+    saved_settings = {"group_size": None, **saved_settings}  # rungs.json before the setting
     if saved_settings != settings:
         changed = sorted(k for k in settings if saved_settings.get(k) != settings[k])
         raise UserError(
@@ -208,9 +209,11 @@ def tune(
     trials: int,
     eta: int,
     min_epochs: int,
+    group_size: int | None = None,
 ) -> dict[str, Any]:
-    """Samples `trials` points from search() and runs successive halving into `root`; returns
-    best.json's dict. Every check runs before anything is written."""
+    """Samples `trials` points from search() and runs successive halving into `root`, at most
+    `group_size` trials per program (all that can share one by default); returns best.json's
+    dict. Every check runs before anything is written."""
     num_epochs = config.train.num_epochs
     if trials < 1 or eta < 2 or not 1 <= min_epochs < num_epochs:
         raise UserError(
@@ -218,6 +221,11 @@ def tune(
             f"{num_epochs}: the tuner needs trials >= 1, eta >= 2 and 1 <= min_epochs < "
             "train.num_epochs (the first rung comes before the budget ends), e.g. --trials=27 "
             "--eta=3 --min_epochs=1."
+        )
+    if group_size is not None and group_size < 1:
+        raise UserError(
+            f"--group_size={group_size}: a group trains at least one trial. Pass a positive "
+            "number, or leave it out to train every trial that can share a program in one."
         )
     points = draw_trials(spec, config, trials)
     rungs = rung_epochs(min_epochs, eta, num_epochs, trials)
@@ -227,6 +235,7 @@ def tune(
         "trials": [point.overrides for point in points],
         "eta": eta,
         "min_epochs": min_epochs,
+        "group_size": group_size,
     }
     settings = json.loads(json.dumps(settings))  # as rungs.json holds it: tuples are lists
     decided = _decisions(root, settings)
@@ -244,7 +253,8 @@ def _tune(spec, root, settings, points, rungs, decided, eta) -> dict[str, Any]:
     start = time.time()
     from research.train.population import group_points
 
-    groups = [Group(tuple(g), _group_dir(root, 0, g, False)) for g in group_points(points)]
+    grouped = group_points(points, settings["group_size"])
+    groups = [Group(tuple(g), _group_dir(root, 0, g, False)) for g in grouped]
     with compilation_cache(root / ".jax_cache", in_process=True):
         for round_, epoch in enumerate([*rungs, num_epochs]):
             if round_:

@@ -104,6 +104,13 @@ def test_the_cli_refuses_bad_flags_before_any_compute(tmp_path):
     assert not (tmp_path / "tune").exists()
 
 
+def test_a_group_size_below_one_is_refused_before_anything_is_written(tmp_path):
+    spec, root = _experiment(tmp_path, SEARCH), tmp_path / "tune"
+    with pytest.raises(UserError, match=r"--group_size=0: a group trains at least one trial"):
+        tune(spec, _config(spec), root, trials=4, eta=2, min_epochs=1, group_size=0)
+    assert not root.exists()
+
+
 def test_a_workdir_holding_a_tune_with_other_settings_is_refused(tmp_path):
     spec, root = _experiment(tmp_path, SEARCH), tmp_path / "tune"
     root.mkdir()
@@ -221,6 +228,23 @@ def test_the_toy_tune_finds_the_known_learning_rate_and_freezes_stopped_trials(t
         assert rows[-1]["split"] == "test"
         examples += summary["steps"] * 64
     assert best["examples_trained"] == examples
+
+
+@pytest.mark.slow
+def test_trials_trained_one_per_program_reach_the_same_rungs(toy_tune, tmp_path):
+    """--group_size=1 (for conv nets on a CPU, where a group costs more per point): every
+    program holds one trial, and the tune trains the same steps to the same kind of winner."""
+    spec, _, best = toy_tune
+    root = tmp_path / "tune"
+    alone = tune(spec, _config(spec), root, trials=4, eta=2, min_epochs=1, group_size=1)
+    groups = [path.name for path in (root / "groups").iterdir()]
+    assert groups and all("-n1-" in name for name in groups), groups
+    assert len([name for name in groups if name.startswith("r0-")]) == 4
+    assert alone["overrides"]["optimizer.learning_rate"] == GOOD_LR
+    assert alone["examples_trained"] == best["examples_trained"]
+    assert [r["epoch"] for r in alone["rungs"]] == [r["epoch"] for r in best["rungs"]]
+    with pytest.raises(UserError, match=r"its group_size differ"):
+        tune(spec, _config(spec), root, trials=4, eta=2, min_epochs=1)
 
 
 @pytest.mark.slow

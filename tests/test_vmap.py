@@ -33,6 +33,8 @@ def test_points_group_by_everything_but_the_traced_values(make_config):
     )
     groups = [[point.index for point in group] for group in group_points(points)]
     assert groups == [[0, 1], [2, 4], [3]]
+    capped = [[point.index for point in group] for group in group_points(points, max_size=1)]
+    assert capped == [[0], [1], [2], [4], [3]]
 
 
 class _CrashAfterFirstSave(Checkpointer):

@@ -44,12 +44,16 @@ def static_key(config: ml_collections.ConfigDict) -> str:
     return json.dumps({k: v for k, v in flat.items() if k not in VMAPPED_KEYS}, sort_keys=True)
 
 
-def group_points(points: Sequence[Point]) -> list[list[Point]]:
-    """Points whose configs agree outside VMAPPED_KEYS, in sweep order; one program per group."""
+def group_points(points: Sequence[Point], max_size: int | None = None) -> list[list[Point]]:
+    """Points whose configs agree outside VMAPPED_KEYS, in sweep order, in groups of at most
+    `max_size` (all of them by default); one program per group. A cap serves machines where a
+    group costs more per point and step than separate runs (XLA's CPU backend with conv nets:
+    README, "Sweeps")."""
     groups: dict[str, list[Point]] = {}
     for point in points:
         groups.setdefault(static_key(point.config), []).append(point)
-    return list(groups.values())
+    size = max_size or len(points)
+    return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
 def point_sums(sums: dict[str, Any]) -> list[dict[str, float]]:
