@@ -24,7 +24,8 @@ flags.DEFINE_integer(
     "group_size",
     None,
     "At most this many trials per vmapped program (default: every trial that can share one). "
-    "1 trains them one at a time: faster per step for conv nets on a CPU (README, Sweeps).",
+    "1 trains them one at a time: cheaper per step for conv nets on a CPU, but every trial "
+    "then builds and compiles its own programs (README, Tuning, has both measured).",
 )
 FLAGS = flags.FLAGS
 
