@@ -140,6 +140,18 @@ def _time_steps(
     return state, time.perf_counter() - start
 
 
+def _timed_on(compiled, state, batch, points: int = 1):
+    """Seconds for `count` calls of `compiled` (a population of `points`) on the fixed `batch`,
+    as a function of `count` that carries the state from call to call."""
+
+    def measure(count: int) -> float:
+        nonlocal state
+        state, seconds = _time_steps(compiled, state, itertools.repeat(batch), count, points=points)
+        return seconds
+
+    return measure
+
+
 @contextlib.contextmanager
 def built(config, dataset: data_lib.Dataset | None = None, points: int = 1):
     """Inside the config's mesh: its task, model, population and initial state, built exactly
@@ -278,11 +290,7 @@ def compare_with_torch(twins, config, dataset, rounds: int, steps: int, warmup: 
                 f"trainable parameters and ours {parameters:,}: not the same architecture."
             )
         compiled, compile_time, _ = _compile(population, state, first)
-
-        def ours(count: int) -> float:
-            nonlocal state
-            state, seconds = _time_steps(compiled, state, itertools.repeat(first), count)
-            return seconds
+        ours = _timed_on(compiled, state, first)
 
         def theirs(count: int) -> float:
             start = time.perf_counter()
@@ -354,26 +362,11 @@ def compare_group(config, dataset, points: int, rounds: int, steps: int, warmup:
             group_batch, single_batch = group.batch_at(0, 0), single.batch_at(0, 0)
             group_step, group_compile, _ = _compile(group, group_state, group_batch)
             single_step, single_compile, _ = _compile(single, single_state, single_batch)
-
-            def in_group(count: int) -> float:
-                nonlocal group_state
-                batches = itertools.repeat(group_batch)
-                group_state, seconds = _time_steps(
-                    group_step, group_state, batches, count, points=points
-                )
-                return seconds / points
-
-            def separately(count: int) -> float:
-                nonlocal single_state
-                batches = itertools.repeat(single_batch)
-                single_state, seconds = _time_steps(
-                    single_step, single_state, batches, count * points
-                )
-                return seconds / points
-
+            in_group = _timed_on(group_step, group_state, group_batch, points)
+            one = _timed_on(single_step, single_state, single_batch)
             timing = alternate(
-                ("group", "group", in_group),
-                ("separate", "separate", separately),
+                ("group", "group", lambda count: in_group(count) / points),
+                ("separate", "separate", lambda count: one(count * points) / points),
                 rounds,
                 steps,
                 warmup,
